@@ -1,0 +1,212 @@
+"""``knockssh``: the ProxyCommand (``knockssh HOST PORT``) and its subcommands."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .argv import integer, parse
+from .errors import KnocksshError, UsageError
+from .log import NORMAL, QUIET, VERBOSE, Log
+
+USAGE = """\
+usage: knockssh [-4|-6] [--config PATH] [--fdpass] [--offset N] [-v|-q] HOST PORT
+       knockssh generate SERVICE [--offset N] [--at UNIX_SECONDS]
+       knockssh knock HOST [SERVICE] [--service S] [--offset N] [-4|-6] [--config PATH]
+       knockssh check [HOST] [--config PATH]
+
+HOST PORT (two arguments, the second a port number) is the ProxyCommand form:
+  ProxyCommand knockssh %h %p           in ~/.ssh/config
+It knocks when HOST is in the mapping file, then relays stdin/stdout to the
+connection (or, with --fdpass under ProxyUseFdpass yes, hands the socket to ssh).
+The mapping file is $KNOCKSSH_CONFIG, else --config, else
+$XDG_CONFIG_HOME/knockssh/hosts.toml. Sequences use KNOCKD_ROTATOR_* variables
+for anything the mapping file does not set. Diagnostics go to stderr only.
+"""
+COMMANDS = ("generate", "knock", "check")
+COMMON_FLAGS = {"-v": "verbose", "--verbose": "verbose", "-q": "quiet", "--quiet": "quiet"}
+NET_FLAGS = {"-4": "ipv4", "-6": "ipv6"}
+VALUE_OPTIONS = ("--config", "--offset", "--at", "--service")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    log = Log(NORMAL)
+    try:
+        if args and args[0] in ("-h", "--help", "help"):
+            os.write(1, USAGE.encode())
+            return 0
+        command, rest = _command(args)
+        return {"proxy": _proxy, "generate": _generate, "knock": _knock, "check": _check}[command](
+            rest, log
+        )
+    except KnocksshError as exc:
+        log.error(str(exc))
+        if isinstance(exc, UsageError):
+            log.error("try 'knockssh --help'")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def _command(args: list[str]) -> tuple[str, list[str]]:
+    """ProxyCommand form first: two positionals whose second is a port, whatever the host."""
+    positions = _positional_indexes(args)
+    words = [args[i] for i in positions]
+    if len(words) == 2 and words[1].isdigit():
+        return "proxy", args
+    if not words:
+        raise UsageError("missing HOST PORT or a command")
+    full = [c for c in COMMANDS if c.startswith(words[0].lower())] if words[0] else []
+    if len(full) != 1:
+        raise UsageError(
+            f"unknown command {words[0]!r} (expected HOST PORT, {', '.join(COMMANDS)})"
+        )
+    return full[0], args[: positions[0]] + args[positions[0] + 1 :]
+
+
+def _positional_indexes(args: list[str]) -> list[int]:
+    found: list[int] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return found + list(range(i + 1, len(args)))
+        if arg.startswith("-") and arg != "-" and not arg[1:].isdigit():
+            if arg in VALUE_OPTIONS:
+                i += 1  # skip its value
+        else:
+            found.append(i)
+        i += 1
+    return found
+
+
+def _level(opts: dict[str, object]) -> int:
+    return QUIET if opts.get("quiet") else VERBOSE if opts.get("verbose") else NORMAL
+
+
+def _family(opts: dict[str, object]) -> int:
+    import socket
+
+    if opts.get("ipv4") and opts.get("ipv6"):
+        raise UsageError("-4 and -6 exclude each other")
+    return socket.AF_INET if opts.get("ipv4") else socket.AF_INET6 if opts.get("ipv6") else 0
+
+
+def _offset(opts: dict[str, object]) -> int | None:
+    return None if opts.get("offset") is None else integer(opts["offset"], "--offset")
+
+
+def _proxy(args: list[str], log: Log) -> int:
+    opts, (host, port_text) = parse(
+        args,
+        {**COMMON_FLAGS, **NET_FLAGS, "--fdpass": "fdpass"},
+        {"--config": "config", "--offset": "offset"},
+    )
+    log.level = _level(opts)
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise UsageError(f"port {port} is outside 1-65535")
+    if host.startswith("-") or not host:
+        raise UsageError(f"refusing host name {host!r}")
+    from .connect import connect
+    from .relay import is_socket, pass_fd, relay
+
+    if opts.get("fdpass") and not is_socket(1):
+        raise UsageError("--fdpass needs ProxyUseFdpass yes (stdout is not a socket)")
+    sock = connect(
+        host,
+        port,
+        config=opts.get("config"),  # type: ignore[arg-type]
+        family=_family(opts),
+        offset=_offset(opts),
+        log=log,
+    )
+    if opts.get("fdpass"):
+        pass_fd(sock)
+        return 0
+    try:
+        relay(sock)
+    except OSError as exc:
+        raise KnocksshError(f"{host} port {port}: connection lost: {exc.strerror or exc}") from None
+    return 0
+
+
+def _generate(args: list[str], log: Log) -> int:
+    opts, positionals = parse(
+        args, COMMON_FLAGS, {"--offset": "offset", "--at": "at", "--service": "service"}
+    )
+    log.level = _level(opts)
+    if opts.get("service"):
+        positionals.append(str(opts["service"]))
+    if len(positionals) != 1:
+        raise UsageError("usage: knockssh generate SERVICE [--offset N] [--at UNIX_SECONDS]")
+    from rotator import scheme
+
+    try:
+        settings = scheme.settings_from_env(os.environ)
+        for warning in scheme.validate(settings):
+            log.warn(f"warning: {warning}")
+        at = _instant(opts)
+        start = scheme.period_start(at, settings.period, _offset(opts) or 0)
+        knocks = scheme.derive(settings, positionals[0], start)
+    except scheme.SchemeError as exc:
+        raise KnocksshError(str(exc)) from None
+    log.info(f"entropy {settings.entropy_bits:.2f} bits; period starting at {start}")
+    os.write(1, (scheme.client_form(knocks) + "\n").encode())
+    return 0
+
+
+def _instant(opts: dict[str, object]) -> float:
+    import time
+
+    return time.time() if opts.get("at") is None else integer(opts["at"], "--at")
+
+
+def _knock(args: list[str], log: Log) -> int:
+    opts, positionals = parse(
+        args,
+        {**COMMON_FLAGS, **NET_FLAGS},
+        {"--config": "config", "--offset": "offset", "--service": "service"},
+    )
+    log.level = _level(opts)
+    if not 1 <= len(positionals) <= 2:
+        raise UsageError("usage: knockssh knock HOST [SERVICE] [--service S] [--offset N]")
+    host = positionals[0]
+    service = opts.get("service") or (positionals[1] if len(positionals) == 2 else None)
+    from . import mapping
+    from .connect import resolve
+    from .knock import send_knocks
+    from .plan import attempts
+
+    entry = mapping.load(opts.get("config"), os.environ).lookup(host)  # type: ignore[arg-type]
+    if service:
+        values = dict(entry.values) if entry else {}
+        values.pop("sequence", None)
+        values["service"] = service
+        label = entry.label if entry else "command line"
+        entry = mapping.HostEntry(label, 0, (host,), values)
+    if entry is None:
+        raise KnocksshError(f"{host}: not in the mapping file; name a SERVICE to knock")
+    offset = _offset(opts)
+    import time
+
+    chosen = attempts(entry, os.environ, time.time(), 0 if offset is None else offset)[0]
+    target = entry.get("knock_host") or host
+    fam, sockaddr = resolve(target, 0, _family(opts))[0]
+    delay = float(entry.get("knock_delay_ms", 1.0)) / 1000
+    send_knocks(fam, sockaddr, chosen.knocks, delay)
+    log.info(f"knocked {len(chosen.knocks)} ports at {sockaddr[0]}, {chosen.label}")
+    return 0
+
+
+def _check(args: list[str], log: Log) -> int:
+    opts, positionals = parse(args, COMMON_FLAGS, {"--config": "config", "--at": "at"})
+    log.level = _level(opts)
+    if len(positionals) > 1:
+        raise UsageError("usage: knockssh check [HOST]")
+    from .check import report
+
+    text, ok = report(opts.get("config"), positionals[0] if positionals else None, _instant(opts))  # type: ignore[arg-type]
+    os.write(1, text.encode())
+    return 0 if ok else 1

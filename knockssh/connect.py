@@ -1,0 +1,113 @@
+"""Look a host up, knock its sequence, and connect as soon as the door opens."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Mapping
+
+from . import mapping
+from .dial import dial
+from .errors import KnocksshError
+from .knock import Sockaddr, send_knocks
+from .log import QUIET, Log
+
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_KNOCK_DELAY_MS = 1.0
+
+
+def resolve(host: str, port: int, family: int) -> list[tuple[int, Sockaddr]]:
+    try:
+        infos = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise KnocksshError(f"{host}: cannot resolve: {exc.strerror}") from None
+    return [(info[0], info[4]) for info in infos]
+
+
+def connect(
+    host: str,
+    port: int = 22,
+    *,
+    config: str | None = None,
+    family: int = 0,
+    offset: int | None = None,
+    env: Mapping[str, str] | None = None,
+    log: Log | None = None,
+    at: float | None = None,
+) -> socket.socket:
+    """Knock for ``host`` as its mapping-file entry says, then return the connected socket.
+
+    Usable as paramiko's ``sock=``. An unmapped host is connected without knocking.
+    Raises KnocksshError with a message meant for users.
+    """
+    env = os.environ if env is None else env
+    log = log or Log(QUIET)
+    t = time.monotonic()
+    entry = mapping.load(config, env).lookup(host)
+    if entry is None:
+        log.step(f"{host}: not in the mapping file, connecting without knocking", t)
+        return _direct(host, port, family, DEFAULT_CONNECT_TIMEOUT, log)
+    log.step(f"{host}: matched {entry.label}", t)
+    return knock_and_connect(entry, host, port, family, offset, env, log, at)
+
+
+def _direct(host: str, port: int, family: int, timeout: float, log: Log) -> socket.socket:
+    deadline = time.monotonic() + timeout
+    addresses = resolve(host, port, family)
+    error: OSError | None = None
+    for fam, sockaddr in addresses:
+        t = time.monotonic()
+        try:
+            sock = dial(fam, sockaddr, max(0.1, deadline - t), retry=False)
+        except OSError as exc:
+            error = exc
+            continue
+        log.step(f"connected to {sockaddr[0]} port {port}", t)
+        return sock
+    assert error is not None
+    raise KnocksshError(f"{host} port {port}: {error.strerror or error}")
+
+
+def knock_and_connect(
+    entry: mapping.HostEntry,
+    host: str,
+    port: int,
+    family: int,
+    offset: int | None,
+    env: Mapping[str, str],
+    log: Log,
+    at: float | None = None,
+) -> socket.socket:
+    from .plan import attempts as plan_attempts
+
+    t = time.monotonic()
+    tries = plan_attempts(entry, env, time.time() if at is None else at, offset)
+    log.step(f"computed {len(tries)} sequence(s) of {len(tries[0].knocks)} knocks", t)
+    fam, sockaddr = resolve(host, port, family)[0]
+    knock_fam, knock_addr = fam, sockaddr
+    if entry.get("knock_host"):
+        knock_fam, knock_addr = resolve(entry.get("knock_host"), port, fam)[0]
+    timeout = float(entry.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+    delay = float(entry.get("knock_delay_ms", DEFAULT_KNOCK_DELAY_MS)) / 1000
+    deadline = time.monotonic() + timeout
+    for i, attempt in enumerate(tries):
+        t = time.monotonic()
+        send_knocks(knock_fam, knock_addr, attempt.knocks, delay)
+        log.step(f"knocked {len(attempt.knocks)} ports at {knock_addr[0]}, {attempt.label}", t)
+        budget = (deadline - time.monotonic()) / (len(tries) - i)
+        t = time.monotonic()
+        try:
+            sock = dial(fam, sockaddr, max(budget, 0.05))
+        except OSError as exc:
+            log.info(f"no connection after {attempt.label}: {exc.strerror or exc}")
+            continue
+        log.step(f"door open: connected to {sockaddr[0]} port {port}", t)
+        return sock
+    what = f"service {entry.service}" if entry.service else "static sequence"
+    periods = ", ".join(a.label for a in tries)
+    raise KnocksshError(
+        f"{host} port {port}: no connection within {timeout:g}s after knocking {what} "
+        f"({periods}); check the clock (date -u), the secret, that knockd listens on the "
+        f"server's interface, and the firewall rules ({entry.label})"
+    )

@@ -1,0 +1,44 @@
+"""Sending knocks: each TCP knock is exactly one SYN, each UDP knock one empty datagram."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from rotator.scheme import Knock
+
+Sockaddr = Any  # (host, port) or (host, port, flowinfo, scope_id)
+
+
+def with_port(sockaddr: Sockaddr, port: int) -> Sockaddr:
+    return (sockaddr[0], port, *sockaddr[2:])
+
+
+def send_knocks(
+    family: int, sockaddr: Sockaddr, knocks: Iterable[Knock], delay: float = 0.001
+) -> int:
+    """Knock ``knocks`` in order at ``sockaddr``'s address; return how many were sent.
+
+    A TCP knock is a non-blocking connect closed at once: the kernel sends one SYN
+    and, the socket being gone, never retransmits it later into the sequence.
+    """
+    sent = 0
+    for knock in knocks:
+        if sent and delay > 0:
+            time.sleep(delay)
+        target = with_port(sockaddr, knock.port)
+        if knock.proto == "udp":
+            with socket.socket(family, socket.SOCK_DGRAM) as s:
+                try:
+                    s.sendto(b"", target)
+                except OSError:
+                    pass  # e.g. an ICMP error from an earlier datagram: the packet is out
+        else:
+            s = socket.socket(family, socket.SOCK_STREAM)
+            s.setblocking(False)
+            s.connect_ex(target)  # EINPROGRESS: the SYN has left
+            s.close()
+        sent += 1
+    return sent

@@ -1,0 +1,188 @@
+"""The mapping file (hosts.toml): which hosts to knock, and how."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from .errors import KnocksshError
+from .patterns import check_pattern, matches
+
+TUNABLES = {  # key -> (types, check, description)
+    "period": (int, lambda v: v > 0, "a positive whole number of seconds"),
+    "length": (int, lambda v: v > 0, "a positive whole number"),
+    "ports": (str, lambda v: True, 'a port list such as "2000-65536"'),
+    "proto_modulo": (int, lambda v: v >= 0, "a whole number, 0 or more"),
+    "connect_timeout": ((int, float), lambda v: v > 0, "a positive number of seconds"),
+    "knock_delay_ms": ((int, float), lambda v: 0 <= v <= 10_000, "milliseconds from 0 to 10000"),
+}
+SECRET_KEYS = ("secret_file", "secret_env", "secret_command", "secret")
+HOST_KEYS = {"match", "service", "sequence", "knock_host", *SECRET_KEYS, *TUNABLES}
+DEFAULT_KEYS = HOST_KEYS - {"match", "sequence"}
+
+
+class HostEntry(NamedTuple):
+    """One ``[[host]]`` entry merged over ``[defaults]``; the secret is not read yet."""
+
+    path: str
+    number: int  # 1-based, for messages
+    patterns: tuple[str, ...]
+    values: Mapping[str, Any]
+
+    @property
+    def label(self) -> str:
+        return f"{self.path}: host entry {self.number} ({self.patterns[0]})"
+
+    @property
+    def service(self) -> str | None:
+        return self.values.get("service")
+
+    @property
+    def static_sequence(self) -> str | None:
+        return self.values.get("sequence")
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+
+class HostMap(NamedTuple):
+    path: str
+    entries: tuple[HostEntry, ...]
+
+    def lookup(self, host: str) -> HostEntry | None:
+        for entry in self.entries:
+            if matches(entry.patterns, host):
+                return entry
+        return None
+
+
+def config_path(cli_path: str | None, env: Mapping[str, str]) -> tuple[str, bool]:
+    """The mapping file's path and whether the user named it explicitly."""
+    if env.get("KNOCKSSH_CONFIG"):
+        return os.path.expanduser(env["KNOCKSSH_CONFIG"]), True
+    if cli_path:
+        return os.path.expanduser(cli_path), True
+    base = env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "knockssh", "hosts.toml"), False
+
+
+def load(cli_path: str | None = None, env: Mapping[str, str] | None = None) -> HostMap:
+    env = os.environ if env is None else env
+    path, explicit = config_path(cli_path, env)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+            mode = os.fstat(f.fileno()).st_mode
+    except FileNotFoundError:
+        if explicit:
+            raise KnocksshError(f"{path}: mapping file not found") from None
+        return HostMap(path, ())
+    except OSError as exc:
+        raise KnocksshError(f"{path}: cannot read mapping file: {exc.strerror}") from None
+    return parse(data, path, mode)
+
+
+def _toml_loads(text: str) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on old interpreters only
+        import tomli as tomllib
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def parse(data: bytes, path: str, mode: int = 0o600) -> HostMap:
+    """Validate a mapping file's bytes; ``mode`` is its permission bits for the secret check."""
+    try:
+        doc = _toml_loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise KnocksshError(f"{path}: not UTF-8 text") from None
+    except ValueError as exc:
+        raise KnocksshError(f"{path}: invalid TOML: {exc}") from None
+    for key in doc:
+        if key not in ("defaults", "host"):
+            raise KnocksshError(f"{path}: unknown top-level key {key!r} (use [defaults], [[host]])")
+    defaults = doc.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise KnocksshError(f"{path}: [defaults] must be a table")
+    _check_values(defaults, DEFAULT_KEYS, f"{path}: [defaults]")
+    hosts = doc.get("host", [])
+    if not isinstance(hosts, list) or not all(isinstance(h, dict) for h in hosts):
+        raise KnocksshError(f"{path}: host entries must be written [[host]]")
+    holds_secret = "secret" in defaults
+    entries = []
+    for index, raw in enumerate(hosts, 1):
+        where = f"{path}: host entry {index}"
+        patterns = _patterns(raw.get("match"), where)
+        where = f"{where} ({patterns[0]})"
+        _check_values(raw, HOST_KEYS, where)
+        inherited = defaults
+        if any(k in raw for k in SECRET_KEYS):  # a host's own secret replaces the default one
+            inherited = {k: v for k, v in defaults.items() if k not in SECRET_KEYS}
+        values = {**inherited, **raw}
+        del values["match"]
+        _check_entry(values, where)
+        holds_secret = holds_secret or "secret" in raw
+        entries.append(HostEntry(path, index, patterns, values))
+    if holds_secret:
+        refuse_if_exposed(path, mode)
+    return HostMap(path, tuple(entries))
+
+
+def refuse_if_exposed(path: str, mode: int) -> None:
+    if mode & 0o077:
+        raise KnocksshError(
+            f"{path}: holds a secret but is accessible by group or others "
+            f"(mode {mode & 0o777:04o}); run: chmod 600 {path}"
+        )
+
+
+def _patterns(value: object, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(p, str) for p in value):
+        raise KnocksshError(f"{where}: key 'match' must be a non-empty list of host patterns")
+    for pattern in value:
+        problem = check_pattern(pattern)
+        if problem:
+            raise KnocksshError(f"{where}: key 'match': {problem}")
+    if all(p.startswith("!") for p in value):
+        raise KnocksshError(f"{where}: key 'match' has only negated patterns: it matches no host")
+    return tuple(p.lower() for p in value)
+
+
+def _check_values(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    for key, value in table.items():
+        if key not in allowed:
+            raise KnocksshError(f"{where}: unknown key {key!r}")
+        if key in TUNABLES:
+            types, ok, wanted = TUNABLES[key]
+            if isinstance(value, bool) or not isinstance(value, types) or not ok(value):  # type: ignore[arg-type, no-untyped-call]
+                raise KnocksshError(f"{where}: key {key!r} must be {wanted}")
+        elif key == "secret_command":
+            if not (isinstance(value, list) and value and all(isinstance(a, str) for a in value)):
+                raise KnocksshError(f"{where}: key 'secret_command' must be a list of strings")
+        elif key != "match" and (not isinstance(value, str) or not value):
+            raise KnocksshError(f"{where}: key {key!r} must be a non-empty string")
+
+
+def _check_entry(values: Mapping[str, Any], where: str) -> None:
+    from rotator.scheme import SchemeError, parse_port_spec, parse_sequence
+
+    if ("service" in values) == ("sequence" in values):
+        raise KnocksshError(f"{where}: give exactly one of 'service' (rotated) or 'sequence'")
+    sources = [k for k in SECRET_KEYS if k in values]
+    if len(sources) > 1:
+        raise KnocksshError(f"{where}: keys {', '.join(sources)}: give only one secret source")
+    try:
+        if "sequence" in values:
+            parse_sequence(values["sequence"])
+        if "ports" in values:
+            parse_port_spec(values["ports"])
+    except SchemeError as exc:
+        key = "sequence" if "sequence" in values else "ports"
+        raise KnocksshError(f"{where}: key {key!r}: {exc}") from None

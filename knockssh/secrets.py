@@ -1,0 +1,65 @@
+"""Where a host's shared secret comes from. The secret itself never reaches a message."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from .errors import KnocksshError
+from .mapping import HostEntry, refuse_if_exposed
+
+ENV_SECRET = "KNOCKD_ROTATOR_SECRET"
+
+
+def resolve(entry: HostEntry, env: Mapping[str, str]) -> str:
+    if entry.get("secret") is not None:
+        return str(entry.get("secret"))
+    if entry.get("secret_file") is not None:
+        return _from_file(entry, os.path.expanduser(entry.get("secret_file")))
+    if entry.get("secret_env") is not None:
+        name = entry.get("secret_env")
+        if not env.get(name):
+            raise KnocksshError(f"{entry.label}: secret_env: variable {name} is not set")
+        return env[name]
+    if entry.get("secret_command") is not None:
+        return _from_command(entry, entry.get("secret_command"))
+    if env.get(ENV_SECRET):
+        return env[ENV_SECRET]
+    raise KnocksshError(
+        f"{entry.label}: no secret: set secret_file, secret_env, secret_command or secret, "
+        f"or export {ENV_SECRET}"
+    )
+
+
+def _strip_newline(text: str) -> str:
+    return text[:-1] if text.endswith("\n") else text
+
+
+def _from_file(entry: HostEntry, path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            refuse_if_exposed(path, os.fstat(f.fileno()).st_mode)
+            text = f.read()
+    except OSError as exc:
+        raise KnocksshError(f"{entry.label}: secret_file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise KnocksshError(f"{entry.label}: secret_file {path}: not UTF-8 text") from None
+    return _strip_newline(_strip_newline(text).rstrip("\r"))
+
+
+def _from_command(entry: HostEntry, argv: list[str]) -> str:
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, timeout=60, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        reason = getattr(exc, "strerror", None) or "timed out"
+        raise KnocksshError(f"{entry.label}: secret_command {argv[0]}: {reason}") from None
+    if done.returncode != 0:
+        raise KnocksshError(
+            f"{entry.label}: secret_command {argv[0]} exited with status {done.returncode}"
+        )
+    text = done.stdout.decode("utf-8", "replace")
+    return text.splitlines()[0] if text else ""

@@ -1,0 +1,158 @@
+"""``knockssh-ssh``, ``knockssh-scp``, ``knockssh-rsync``: the real programs with our
+ProxyCommand added; every user argument passes through untouched.
+
+ssh runs a ProxyCommand through ``$SHELL -c`` and expands ``%`` tokens across the
+whole string, so the one literal we insert (the path of knockssh) is shell-quoted
+and has its ``%`` doubled, and the host and port stay ssh's own quoted tokens.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+
+PROXY_KEYS = ("proxycommand", "proxyjump")
+
+
+def knockssh_path() -> str:
+    """The knockssh script beside this wrapper (same installation), else on PATH."""
+    here = os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "knockssh")
+    if os.access(here, os.X_OK):
+        return here
+    found = shutil.which("knockssh")
+    if found:
+        return found
+    return f"{sys.executable} -m knockssh"  # pragma: no cover - uninstalled checkout
+
+
+def proxy_command(exe: str | None = None) -> str:
+    exe = exe if exe is not None else knockssh_path()
+    if exe.endswith(" -m knockssh"):
+        literal = " ".join(shlex.quote(p) for p in exe.rsplit(" ", 2))
+    else:
+        literal = shlex.quote(exe)
+    return literal.replace("%", "%%") + " '%h' '%p'"
+
+
+def proxy_option(exe: str | None = None) -> str:
+    return "ProxyCommand=" + proxy_command(exe)
+
+
+def user_sets_proxy(args: Sequence[str]) -> bool:
+    """True when the arguments already choose a ProxyCommand or ProxyJump (-J, -o ...)."""
+    it = iter(args)
+    for arg in it:
+        if arg == "--":
+            return False
+        if arg == "-J" or (arg.startswith("-J") and len(arg) > 2):
+            return True
+        if arg == "-o":
+            arg = "-o" + next(it, "")
+        if arg.startswith("-o"):
+            key = (
+                arg[2:].strip().split("=", 1)[0].split(None, 1)[0].lower()
+                if arg[2:].strip()
+                else ""
+            )
+            if key in PROXY_KEYS:
+                return True
+    return False
+
+
+def config_sets_proxy(ssh_args: Sequence[str]) -> bool:
+    """Ask ``ssh -G`` whether ssh_config already gives the destination a proxy."""
+    try:
+        done = subprocess.run(
+            ["ssh", "-G", *ssh_args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    if done.returncode != 0:
+        return False
+    for line in done.stdout.decode(errors="replace").splitlines():
+        key, _, value = line.partition(" ")
+        if key in PROXY_KEYS and value.strip() and value.strip().lower() != "none":
+            return True
+    return False
+
+
+def ssh_argv(args: Sequence[str], exe: str | None = None) -> list[str]:
+    if user_sets_proxy(args) or config_sets_proxy(args):
+        return ["ssh", *args]
+    return ["ssh", "-o", proxy_option(exe), *args]
+
+
+def scp_argv(args: Sequence[str], exe: str | None = None) -> list[str]:
+    if user_sets_proxy(args):
+        return ["scp", *args]
+    return ["scp", "-o", proxy_option(exe), *args]
+
+
+def rsync_quote(arg: str) -> str:
+    """Quote one argument for rsync's own splitting of ``-e`` (double quotes, "" inside)."""
+    return '"' + arg.replace('"', '""') + '"'
+
+
+def rsync_argv(
+    args: Sequence[str], env: Mapping[str, str] | None = None, exe: str | None = None
+) -> list[str]:
+    """Put our ProxyCommand into ``-e``/``--rsh``, added to the user's own if given."""
+    env = os.environ if env is None else env
+    out = list(args)
+    ours = rsync_quote("-o" + proxy_option(exe))
+    for i, arg in enumerate(out):
+        if arg == "--":
+            break
+        if arg in ("-e", "--rsh") and i + 1 < len(out):
+            if not _rsh_sets_proxy(out[i + 1]):
+                out[i + 1] = f"{out[i + 1]} {ours}"
+            return ["rsync", *out]
+        for prefix in ("--rsh=", "-e"):
+            if arg.startswith(prefix) and len(arg) > len(prefix) and not arg.startswith("--e"):
+                value = arg[len(prefix) :]
+                if not _rsh_sets_proxy(value):
+                    out[i] = f"{prefix}{value} {ours}"
+                return ["rsync", *out]
+    base = env.get("RSYNC_RSH") or "ssh"
+    if _rsh_sets_proxy(base):
+        return ["rsync", *out]
+    return ["rsync", "-e", f"{base} {ours}", *out]
+
+
+def _rsh_sets_proxy(rsh: str) -> bool:
+    try:
+        words = shlex.split(rsh)
+    except ValueError:
+        return False
+    return user_sets_proxy(words[1:])
+
+
+def _run(argv: list[str]) -> int:
+    try:
+        return subprocess.call(argv)
+    except FileNotFoundError:
+        os.write(2, f"{os.path.basename(sys.argv[0])}: {argv[0]} is not installed\n".encode())
+        return 127
+    except KeyboardInterrupt:
+        return 130
+
+
+def ssh_main() -> int:
+    return _run(ssh_argv(sys.argv[1:]))
+
+
+def scp_main() -> int:
+    return _run(scp_argv(sys.argv[1:]))
+
+
+def rsync_main() -> int:
+    return _run(rsync_argv(sys.argv[1:]))

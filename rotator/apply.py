@@ -1,0 +1,241 @@
+"""The rotator's side effects: locking, atomic writes, reloading knockd and
+checking it survived, scheduling a run at the next boundary. Kept apart from the
+pure scheme and the knockd.conf rewriter."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Callable
+
+TEMP_PREFIX = ".knockssh-rotator."
+ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}  # every byte round-trips
+
+
+class ApplyError(RuntimeError):
+    pass
+
+
+def read_text(path: str) -> str:
+    try:
+        with open(path, newline="", **ENCODING) as f:  # type: ignore[call-overload]
+            return str(f.read())
+    except OSError as exc:
+        raise ApplyError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+@contextlib.contextmanager
+def locked(path: str) -> Iterator[None]:
+    """Hold an exclusive flock on the file's directory (its inode survives renames,
+    and a lock dies with its holder, so it is never stale); clear writers' leftovers."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        base = os.path.basename(path)
+        for name in os.listdir(directory):
+            if name.startswith(TEMP_PREFIX + base + "."):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(directory, name))  # a killed writer's temp file
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def atomic_write(path: str, text: str, before_rename: Callable[[], None] | None = None) -> None:
+    """Replace ``path`` with ``text``: temp file in the same directory, same owner and
+    mode, fsync, rename, fsync of the directory. A crash leaves the old file whole."""
+    directory = os.path.dirname(os.path.abspath(path))
+    st = os.stat(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f"{TEMP_PREFIX}{os.path.basename(path)}.")
+    try:
+        with os.fdopen(fd, "w", newline="", **ENCODING) as f:  # type: ignore[call-overload]
+            f.write(text)
+            f.flush()
+            os.fchmod(f.fileno(), st.st_mode & 0o7777)
+            if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
+                os.fchown(f.fileno(), st.st_uid, st.st_gid)
+            os.fsync(f.fileno())
+        if before_rename:
+            before_rename()
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def log_size(path: str | None) -> int:
+    if not path:
+        return 0
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def log_since(path: str | None, offset: int) -> str:
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, step: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(step)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+class Reloader:
+    """How knockd is told to re-read its configuration, and how we see that it did."""
+
+    def reload(self) -> None:
+        raise NotImplementedError
+
+    def alive(self) -> bool:
+        raise NotImplementedError
+
+    def restart(self) -> None:
+        raise NotImplementedError
+
+
+class PidfileReloader(Reloader):
+    """SIGHUP to the pid in a pidfile; to restart, the same command line again."""
+
+    def __init__(self, pidfile: str) -> None:
+        self.pidfile = pidfile
+        self.pid = self._read_pid()
+        try:
+            with open(f"/proc/{self.pid}/cmdline", "rb") as f:
+                self.cmdline = [a.decode() for a in f.read().split(b"\0") if a]
+        except OSError:
+            self.cmdline = []
+        if not self.cmdline or not pid_alive(self.pid):
+            raise ApplyError(f"{pidfile}: knockd (pid {self.pid}) is not running")
+
+    def _read_pid(self) -> int:
+        try:
+            with open(self.pidfile) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            raise ApplyError(f"{self.pidfile}: no knockd pid in this file") from None
+
+    def reload(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGHUP)
+        except ProcessLookupError:
+            raise ApplyError(f"knockd (pid {self.pid}) is not running") from None
+
+    def alive(self) -> bool:
+        return pid_alive(self.pid)
+
+    def restart(self) -> None:
+        subprocess.run(self.cmdline, check=True, start_new_session=True, timeout=30)
+        self.pid = self._read_pid() if wait_for(self._new_pid, 5) else self.pid
+
+    def _new_pid(self) -> bool:
+        try:
+            return self._read_pid() != self.pid and pid_alive(self._read_pid())
+        except ApplyError:
+            return False
+
+
+class SystemdReloader(Reloader):
+    """``systemctl reload`` (Debian's unit: ExecReload=kill -HUP $MAINPID)."""
+
+    def __init__(self, unit: str) -> None:
+        self.unit = unit
+        self.pid = self._main_pid()
+        if not self.pid:
+            raise ApplyError(f"{unit} is not running")
+
+    def _systemctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["systemctl", *args], capture_output=True, text=True, check=False, timeout=60
+        )
+
+    def _main_pid(self) -> int:
+        out = self._systemctl("show", "--property=MainPID", "--value", self.unit).stdout
+        return int(out.strip() or 0) if out.strip().isdigit() else 0
+
+    def reload(self) -> None:
+        done = self._systemctl("reload", self.unit)
+        if done.returncode != 0:
+            raise ApplyError(f"systemctl reload {self.unit} failed: {done.stderr.strip()}")
+
+    def alive(self) -> bool:
+        return self._main_pid() == self.pid and pid_alive(self.pid)
+
+    def restart(self) -> None:
+        self._systemctl("restart", self.unit)
+        self.pid = self._main_pid()
+
+
+RELOAD_SEEN = "re-reading config file"
+SETTLE_SECONDS = 0.5  # how long knockd must stay up after a reload with no log to read
+
+
+def reload_and_verify(reloader: Reloader, logfile: str | None, timeout: float = 5.0) -> str:
+    """Reload knockd; return how survival was established, or raise ApplyError."""
+    offset = log_size(logfile)
+    reloader.reload()
+    if logfile and wait_for(lambda: RELOAD_SEEN in log_since(logfile, offset), timeout):
+        # knockd parses right after logging this; a bad file makes it exit at once
+        wait_for(lambda: not reloader.alive(), SETTLE_SECONDS)
+        if reloader.alive():
+            return f"knockd re-read its configuration (seen in {logfile}) and is running"
+    else:
+        wait_for(lambda: not reloader.alive(), SETTLE_SECONDS)
+        if reloader.alive() and not logfile:
+            return "knockd is running after the reload"
+        if reloader.alive():
+            raise ApplyError(f"knockd did not log a reload in {logfile} within {timeout:g}s")
+    raise ApplyError("knockd exited after the reload")
+
+
+def schedule_run(at: int, now: float, unit: str) -> list[str]:
+    """A one-off run of our own service at ``at`` (no secret on any command line:
+    the service reads it from its EnvironmentFile or credential)."""
+    delay = max(1, int(at - now) + 1)
+    return [
+        "systemd-run",
+        f"--on-active={delay}s",
+        f"--unit=knockssh-rotator-at-{at}",
+        "--timer-property=AccuracySec=1s",
+        f"--description=knockssh-rotator run at {at}",
+        "systemctl",
+        "start",
+        unit,
+    ]
+
+
+def under_systemd() -> bool:
+    return os.path.isdir("/run/systemd/system")

@@ -1,0 +1,175 @@
+"""``knockssh-rotator``: keep knockd's ``*_ROTATOR`` sections on the current sequence."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+from . import apply, knockdconf
+from .knockdconf import ConfError
+from .rotation import extra_runs, rotate
+from .scheme import SchemeError, settings_from_env, validate
+
+DEFAULT_CONFIG = "/etc/knockd.conf"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="knockssh-rotator",
+        description="Rewrite the *_ROTATOR sections of knockd.conf with the current "
+        "sequence and reload knockd (SIGHUP, never a restart). Settings come from "
+        "KNOCKD_ROTATOR_* variables; the secret from KNOCKD_ROTATOR_SECRET.",
+    )
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="knockd.conf (default %(default)s)")
+    p.add_argument("--dry-run", action="store_true", help="show what would change, touch nothing")
+    p.add_argument("--no-reload", action="store_true", help="write the file but do not reload")
+    p.add_argument("--pidfile", help="SIGHUP the knockd whose pid is here (else systemctl reload)")
+    p.add_argument("--unit", default="knockd.service", help="knockd's systemd unit")
+    p.add_argument("--at", type=int, help="act as if now were UNIX_SECONDS (tests)")
+    p.add_argument(
+        "--grace",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="keep the previous period's sequence valid this long after a boundary",
+    )
+    p.add_argument("--no-schedule", action="store_true", help="never schedule a boundary run")
+    p.add_argument(
+        "--self-unit",
+        default="knockssh-rotator.service",
+        help="the unit a boundary run starts (default %(default)s)",
+    )
+    v = p.add_mutually_exclusive_group()
+    v.add_argument("-v", "--verbose", action="store_true")
+    v.add_argument("-q", "--quiet", action="store_true")
+    return p
+
+
+class Out:
+    def __init__(self, verbose: bool, quiet: bool) -> None:
+        self.verbose, self.quiet = verbose, quiet
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            print(text, flush=True)
+
+    def detail(self, text: str) -> None:
+        if self.verbose:
+            print(text, flush=True)
+
+    def error(self, text: str) -> None:
+        print(f"knockssh-rotator: error: {text}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = Out(args.verbose, args.quiet)
+    try:
+        return run(args, out)
+    except (SchemeError, apply.ApplyError) as exc:
+        out.error(str(exc))
+        return 1
+    except ConfError as exc:
+        out.error(f"{args.config}: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def run(args: argparse.Namespace, out: Out) -> int:
+    settings = settings_from_env(os.environ)
+    for warning in validate(settings):
+        out.error(f"warning: {warning}")
+    if args.grace < 0 or args.grace >= settings.period:
+        raise SchemeError(f"--grace must be from 0 to less than the period ({settings.period}s)")
+    now = time.time() if args.at is None else float(args.at)
+    path = args.config
+    if args.dry_run:
+        return _report(rotate(apply.read_text(path), settings, now, args.grace), path, out, True)
+    with apply.locked(path):
+        old = apply.read_text(path)
+        rotation = rotate(old, settings, now, args.grace)
+        _report(rotation, path, out, False)
+        if rotation.sections and rotation.text != old:
+            _write_and_reload(args, out, old, rotation.text)
+    if rotation.sections:
+        _schedule(args, out, now, settings)
+    return 0
+
+
+def _report(rotation, path: str, out: Out, dry: bool) -> int:  # type: ignore[no-untyped-def]
+    if not rotation.sections:
+        out.say(f"{path}: no *_ROTATOR section: nothing to do")
+        return 0
+    out.detail(f"period starting at {rotation.period_start}")
+    for change in rotation.changes:
+        verb = "would change" if dry else "changed"
+        out.say(f"{change.section}: {verb} {change.old} -> {change.new}")
+    unchanged = len(rotation.sections) - len(rotation.changes)
+    if unchanged:
+        out.detail(f"{unchanged} section(s) already current")
+    if rotation.grace_until is not None:
+        out.say(f"previous sequences stay valid until {rotation.grace_until} (grace)")
+    if dry:
+        out.say("dry run: nothing written")
+    return 0
+
+
+def _write_and_reload(args: argparse.Namespace, out: Out, old: str, new: str) -> None:
+    reloader: apply.Reloader | None = None
+    if not args.no_reload:  # find knockd before touching anything
+        reloader = (
+            apply.PidfileReloader(args.pidfile)
+            if args.pidfile
+            else apply.SystemdReloader(args.unit)
+        )
+    apply.atomic_write(args.config, new)
+    out.say(f"{args.config}: written")
+    if reloader is None:
+        return
+    logfile = _logfile(new)
+    try:
+        out.detail(apply.reload_and_verify(reloader, logfile))
+    except apply.ApplyError as exc:
+        apply.atomic_write(args.config, old)
+        try:
+            reloader.restart()
+            back = (
+                "knockd restarted on the previous file"
+                if reloader.alive()
+                else ("knockd could NOT be started again: start it by hand")
+            )
+        except (OSError, subprocess.SubprocessError) as again:
+            back = f"knockd could NOT be started again ({again}): start it by hand"
+        raise apply.ApplyError(f"{exc}; {args.config} restored; {back}") from None
+    out.say("knockd reloaded")
+
+
+def _logfile(text: str) -> str | None:
+    for section in knockdconf.parse(text):
+        if section.name == "options":
+            found = section.find("LOGFILE")
+            if found:
+                return found[-1].value
+    return None
+
+
+def _schedule(args: argparse.Namespace, out: Out, now: float, settings) -> None:  # type: ignore[no-untyped-def]
+    runs = extra_runs(now, settings, args.grace)
+    if not runs or args.no_schedule or args.dry_run:
+        return
+    if not apply.under_systemd():
+        out.detail(f"not under systemd: no run scheduled for {runs}")
+        return
+    for at in runs:
+        cmd = apply.schedule_run(at, now, args.self_unit)
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            out.say(f"scheduled a run at {at} ({int(at - now)}s from now)")
+        elif "already" in done.stderr:
+            out.detail(f"a run at {at} is already scheduled")
+        else:
+            out.error(f"could not schedule a run at {at}: {done.stderr.strip()}")

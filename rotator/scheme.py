@@ -1,0 +1,235 @@
+"""The rotation scheme, byte-compatible with knockd_rotator.
+
+Pure: no I/O, no clock, no environment reads (callers pass them in), standard
+library only. This file can be copied alone onto any machine with Python 3.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import NamedTuple
+
+SUFFIX = "_ROTATOR"
+MIN_SECRET_CHARS = 10
+MIN_LENGTH = 5
+MAX_LENGTH = 32  # knockd's SEQ_MAX
+MIN_ENTROPY_BITS = 40.0
+MAX_PORT = 65535
+LEGACY_TOP_PORT = 65536  # in knockd_rotator's default spec; never knocked nor written
+
+ENV_PREFIX = "KNOCKD_ROTATOR_"
+DEFAULTS = {
+    "LENGTH": "10",
+    "PORTS": "2000-65536",
+    "PERIOD_MODULO": "21600",
+    "PROTO_MODULO": "0",
+    "SERVER_INTERVAL": "3600",
+}
+
+
+class SchemeError(ValueError):
+    """A setting or input the scheme refuses; the message is meant for users."""
+
+
+class Knock(NamedTuple):
+    port: int
+    proto: str  # "tcp" or "udp"
+
+    def __str__(self) -> str:
+        return f"{self.port}:{self.proto}"
+
+
+class Settings(NamedTuple):
+    secret: str
+    length: int = 10
+    ports: tuple[int, ...] = ()
+    period: int = 21600
+    proto_modulo: int = 0
+    server_interval: int = 3600
+
+    def __repr__(self) -> str:  # never show the secret
+        return (
+            f"Settings(secret=<hidden>, length={self.length}, ports=<{len(self.ports)} ports>, "
+            f"period={self.period}, proto_modulo={self.proto_modulo}, "
+            f"server_interval={self.server_interval})"
+        )
+
+    @property
+    def entropy_bits(self) -> float:
+        return entropy_bits(self.length, len(self.ports))
+
+
+# -- periods ---------------------------------------------------------------
+
+
+def period_start(at: float, period: int, offset: int = 0) -> int:
+    """Start (UNIX seconds) of the period holding instant ``at``, shifted by ``offset`` periods."""
+    return (int(at // period) + offset) * period
+
+
+def next_boundary(at: float, period: int) -> int:
+    return period_start(at, period, 1)
+
+
+# -- port specs ------------------------------------------------------------
+
+
+def parse_port_spec(spec: str) -> tuple[int, ...]:
+    """``"2000-3000,4000"`` -> sorted ports; ranges include both ends; duplicates refused."""
+    ports: list[int] = []
+    for raw in spec.split(","):
+        part = raw.strip()
+        if not part:
+            raise SchemeError(f"empty item in port list {spec!r}")
+        if "-" in part:
+            lo_text, hi_text = part.split("-", 1)
+            lo, hi = _port_number(lo_text, spec), _port_number(hi_text, spec)
+            if lo > hi:
+                raise SchemeError(f"range {part!r} runs backwards in port list {spec!r}")
+            ports.extend(range(lo, hi + 1))
+        else:
+            ports.append(_port_number(part, spec))
+    if len(set(ports)) != len(ports):
+        raise SchemeError(f"duplicate ports (or overlapping ranges) in port list {spec!r}")
+    if len(ports) < 2:
+        raise SchemeError(f"port list {spec!r} must hold at least 2 ports")
+    return tuple(sorted(ports))
+
+
+def _port_number(text: str, spec: str) -> int:
+    text = text.strip()
+    if not text.isdigit() or not text.isascii():
+        raise SchemeError(f"{text!r} is not a port number in port list {spec!r}")
+    port = int(text)
+    if not 1 <= port <= LEGACY_TOP_PORT:
+        raise SchemeError(f"port {port} is outside 1-{MAX_PORT} in port list {spec!r}")
+    return port
+
+
+# -- settings and validation -----------------------------------------------
+
+
+def entropy_bits(length: int, port_count: int) -> float:
+    return length * math.log2(port_count) if port_count > 1 else 0.0
+
+
+def validate(settings: Settings) -> list[str]:
+    """Raise SchemeError for a setting the scheme refuses; return warnings (not printed)."""
+    if not settings.secret:
+        raise SchemeError(f"{ENV_PREFIX}SECRET is required (the shared secret)")
+    if len(settings.secret) < MIN_SECRET_CHARS:
+        raise SchemeError(f"the secret must be at least {MIN_SECRET_CHARS} characters long")
+    if settings.length < MIN_LENGTH:
+        raise SchemeError(f"sequence length {settings.length} is below {MIN_LENGTH}")
+    if settings.length > MAX_LENGTH:
+        raise SchemeError(
+            f"sequence length {settings.length} is above knockd's limit of {MAX_LENGTH}"
+        )
+    if len(settings.ports) < 2:
+        raise SchemeError("the port list must hold at least 2 ports")
+    if settings.period <= 0:
+        raise SchemeError(f"period {settings.period} must be a positive number of seconds")
+    if settings.proto_modulo < 0:
+        raise SchemeError(f"proto_modulo {settings.proto_modulo} must be 0 or positive")
+    if settings.server_interval <= 0:
+        raise SchemeError(f"server interval {settings.server_interval} must be positive")
+    bits = settings.entropy_bits
+    if bits < MIN_ENTROPY_BITS:
+        raise SchemeError(
+            f"insufficient entropy: {bits:.2f} bits < {MIN_ENTROPY_BITS:.0f} "
+            "(raise the length or add ports)"
+        )
+    if len(settings.ports) <= 3:
+        return [f"only {len(settings.ports)} ports to choose from: this weakens the sequence"]
+    return []
+
+
+def settings_from_env(env: Mapping[str, str], **overrides: object) -> Settings:
+    """Build Settings from KNOCKD_ROTATOR_* values in ``env``; ``overrides`` win when not None."""
+
+    def raw(name: str) -> str:
+        return env.get(ENV_PREFIX + name, DEFAULTS.get(name, ""))
+
+    def integer(name: str) -> int:
+        text = raw(name).strip()
+        try:
+            return int(text, 10)
+        except ValueError:
+            raise SchemeError(f"{ENV_PREFIX}{name}={text!r} is not a whole number") from None
+
+    values: dict[str, object] = {"secret": env.get(ENV_PREFIX + "SECRET", "")}
+    for field, name in (
+        ("length", "LENGTH"),
+        ("period", "PERIOD_MODULO"),
+        ("proto_modulo", "PROTO_MODULO"),
+        ("server_interval", "SERVER_INTERVAL"),
+    ):
+        if overrides.get(field) is None:
+            values[field] = integer(name)
+    if overrides.get("ports") is None:
+        try:
+            values["ports"] = parse_port_spec(raw("PORTS"))
+        except SchemeError as exc:
+            raise SchemeError(f"{ENV_PREFIX}PORTS: {exc}") from None
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+# -- derivation ------------------------------------------------------------
+
+
+def rotator_name(service: str) -> str:
+    return service if service.endswith(SUFFIX) else service + SUFFIX
+
+
+def derive(settings: Settings, service: str, start: int) -> tuple[Knock, ...]:
+    """The knock sequence of ``service`` for the period starting at ``start``.
+
+    Raises SchemeError when the sequence would hold a port knockd cannot use
+    (65536 from the legacy default port list).
+    """
+    from hashlib import sha256
+
+    seed = f"{start}{rotator_name(service)}{settings.secret}"
+    ports = settings.ports
+    knocks = []
+    for i in range(1, settings.length + 1):
+        n = int(sha256(f"{seed}{i}".encode()).hexdigest()[:8], 16)
+        port = ports[n % len(ports)]
+        if port > MAX_PORT:
+            raise SchemeError(
+                f"the sequence of {rotator_name(service)} for the period starting at {start} "
+                f"would knock port {port}, which does not exist; use --offset to take "
+                "another period"
+            )
+        mod = settings.proto_modulo
+        knocks.append(Knock(port, "tcp" if mod == 0 or port % mod == 0 else "udp"))
+    return tuple(knocks)
+
+
+def client_form(knocks: tuple[Knock, ...]) -> str:
+    return " ".join(map(str, knocks))
+
+
+def knockd_form(knocks: tuple[Knock, ...]) -> str:
+    return ",".join(map(str, knocks))
+
+
+def parse_sequence(text: str) -> tuple[Knock, ...]:
+    """A static knockd sequence, ``"7000,8000:udp,9000"`` (also space-separated)."""
+    items = [p for p in text.replace(",", " ").split() if p]
+    if not items:
+        raise SchemeError("empty knock sequence")
+    if len(items) > MAX_LENGTH:
+        raise SchemeError(f"{len(items)} knocks is above knockd's limit of {MAX_LENGTH}")
+    knocks = []
+    for item in items:
+        port_text, _, proto = item.partition(":")
+        proto = (proto or "tcp").lower()
+        if not port_text.isdigit() or not 1 <= int(port_text) <= MAX_PORT:
+            raise SchemeError(f"{item!r}: port must be a number from 1 to {MAX_PORT}")
+        if proto not in ("tcp", "udp"):
+            raise SchemeError(f"{item!r}: protocol must be tcp or udp")
+        knocks.append(Knock(int(port_text), proto))
+    return tuple(knocks)
