@@ -392,8 +392,8 @@ def demo() -> int:
             dst.write(src.read().replace("ProxyCommand knockssh %h %p", "ProxyCommand knockssh -v %h %p"))
         done = lab.in_client(["ssh", "-F", cfg, "lab",
                               "echo session running: $(id -un)@$(hostname) sees $SSH_CONNECTION"])
-        print(f"== door after the session: {'open' if lab.door_open() else 'closed'} "
-              f"(knockd closes it after cmd_timeout={CMD_TIMEOUT}s)")
+        print(flush=True, *[f"== door after the session: {'open' if lab.door_open() else 'closed'} "
+              f"(knockd closes it after cmd_timeout={CMD_TIMEOUT}s)"])
         return done.returncode
     finally:
         print(f"== tearing down {lab.name}", flush=True)

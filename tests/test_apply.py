@@ -1,0 +1,182 @@
+"""Side effects of the rotator: atomic writes, the lock, reload/verify/rollback."""
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from helpers import ROOT, SECRET
+
+from rotator import apply, cli
+
+OLD = "[options]\n  logfile = LOG\n[ssh_ROTATOR]\n  sequence = 1:tcp\n"
+
+
+def child(code):
+    return subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stdin=subprocess.PIPE, cwd=ROOT
+    )
+
+
+def test_atomic_write_keeps_mode_and_content(tmp_path):
+    path = tmp_path / "knockd.conf"
+    path.write_text(OLD)
+    os.chmod(path, 0o600)
+    apply.atomic_write(str(path), "new\r\ncontent \xff")
+    assert path.read_bytes() == "new\r\ncontent \xff".encode()
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert os.listdir(tmp_path) == ["knockd.conf"]
+
+
+def test_non_utf8_bytes_round_trip(tmp_path):
+    path = tmp_path / "knockd.conf"
+    path.write_bytes(b"# caf\xe9\n[a]\nsequence=1\n")
+    apply.atomic_write(str(path), apply.read_text(str(path)))
+    assert path.read_bytes() == b"# caf\xe9\n[a]\nsequence=1\n"
+
+
+def test_killed_writer_leaves_old_file_whole(tmp_path):
+    path = tmp_path / "knockd.conf"
+    path.write_text(OLD)
+    code = (
+        "import sys, time\n"
+        "from rotator import apply\n"
+        "def hold():\n"
+        "    sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(600)\n"
+        f"apply.atomic_write({str(path)!r}, 'x' * 100000, before_rename=hold)\n"
+    )
+    proc = child(code)
+    assert proc.stdout.readline() == b"ready\n"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert path.read_text() == OLD
+    leftovers = [n for n in os.listdir(tmp_path) if n != "knockd.conf"]
+    assert leftovers and leftovers[0].startswith(apply.TEMP_PREFIX)
+    with apply.locked(str(path)):  # the next run clears a dead writer's temp file
+        pass
+    assert os.listdir(tmp_path) == ["knockd.conf"]
+
+
+def test_lock_excludes_and_dies_with_its_holder(tmp_path):
+    path = tmp_path / "knockd.conf"
+    path.write_text(OLD)
+    proc = child(
+        "import sys\nfrom rotator import apply\n"
+        f"with apply.locked({str(path)!r}):\n"
+        "    sys.stdout.write('locked\\n'); sys.stdout.flush(); sys.stdin.read()\n"
+    )
+    assert proc.stdout.readline() == b"locked\n"
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        proc.kill()
+        proc.wait()
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # no stale lock after a crash
+    finally:
+        os.close(fd)
+
+
+class FakeKnockd(apply.Reloader):
+    """Stands in for knockd's process in the decision logic (real knockd: tests/lab)."""
+
+    def __init__(self, log, dies=False, logs=True):
+        self.log, self.dies, self.logs = log, dies, logs
+        self.up, self.restarts, self.reloads = True, 0, 0
+
+    def reload(self):
+        self.reloads += 1
+        if self.logs:
+            with open(self.log, "a") as f:
+                f.write("re-reading config file: x\n")
+        if self.dies:
+            self.up = False
+
+    def alive(self):
+        return self.up
+
+    def restart(self):
+        self.restarts += 1
+        self.up = True
+
+
+def run_rotator(tmp_path, fake, monkeypatch, capsys, *extra, create=True):
+    path = tmp_path / "knockd.conf"
+    log = tmp_path / "knockd.log"
+    if create and not path.exists():
+        path.write_text(OLD.replace("LOG", str(log)))
+        os.chmod(path, 0o640)
+    monkeypatch.setenv("KNOCKD_ROTATOR_SECRET", SECRET)
+    monkeypatch.setattr(apply, "PidfileReloader", lambda pidfile: fake)
+    code = cli.main(["--config", str(path), "--pidfile", "x", "--at", "1700000000", *extra])
+    return code, path, capsys.readouterr()
+
+
+def test_reload_verified_by_log(tmp_path, monkeypatch, capsys):
+    fake = FakeKnockd(str(tmp_path / "knockd.log"))
+    code, path, out = run_rotator(tmp_path, fake, monkeypatch, capsys, "-v")
+    assert code == 0 and fake.reloads == 1 and fake.restarts == 0
+    assert "ssh_ROTATOR: changed 1:tcp -> " in out.out and "re-read" in out.out
+    assert path.stat().st_mode & 0o777 == 0o640
+    # second run: nothing changes, no write, no reload
+    mtime = path.stat().st_mtime_ns
+    code, _, out = run_rotator(tmp_path, fake, monkeypatch, capsys)
+    assert code == 0 and fake.reloads == 1 and path.stat().st_mtime_ns == mtime
+    assert SECRET not in out.out + out.err
+
+
+def test_knockd_dies_on_reload_rolls_back(tmp_path, monkeypatch, capsys):
+    fake = FakeKnockd(str(tmp_path / "knockd.log"), dies=True)
+    code, path, out = run_rotator(tmp_path, fake, monkeypatch, capsys)
+    assert code == 1
+    assert path.read_text() == OLD.replace("LOG", str(tmp_path / "knockd.log"))
+    assert fake.restarts == 1 and fake.up
+    assert "exited after the reload" in out.err and "restored" in out.err
+    assert len(out.err.strip().splitlines()) == 1
+
+
+def test_silent_knockd_is_an_error(tmp_path, monkeypatch, capsys):
+    fake = FakeKnockd(str(tmp_path / "knockd.log"), logs=False)
+    monkeypatch.setattr(apply, "wait_for", lambda cond, timeout, step=0.02: cond())
+    code, path, out = run_rotator(tmp_path, fake, monkeypatch, capsys)
+    assert code == 1 and "did not log a reload" in out.err and "1:tcp" in path.read_text()
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (None, "cannot read"),
+        ("[ssh_ROTATOR]\ntcpflags=syn\n", "line 1"),
+        ("[x_ROTATOR]\nsequence=1\n[x_ROTATOR]\nsequence=1\n", "line 3"),
+        ("oops\n", "line 1"),
+    ],
+)
+def test_bad_files_change_nothing(tmp_path, monkeypatch, capsys, content, message):
+    path = tmp_path / "knockd.conf"
+    if content is not None:
+        path.write_text(content)
+    fake = FakeKnockd(str(tmp_path / "log"))
+    code, _, out = run_rotator(tmp_path, fake, monkeypatch, capsys, create=False)
+    assert code == 1 and message in out.err and str(path) in out.err
+    assert len(out.err.strip().splitlines()) == 1
+    assert fake.reloads == 0
+    if content is not None:
+        assert path.read_text() == content
+
+
+def test_dry_run_and_no_section(tmp_path, monkeypatch, capsys):
+    fake = FakeKnockd(str(tmp_path / "log"))
+    code, path, out = run_rotator(tmp_path, fake, monkeypatch, capsys, "--dry-run")
+    assert code == 0 and "would change" in out.out and "1:tcp" in path.read_text()
+    path.write_text("[static]\nsequence=1,2\n")
+    code, path, out = run_rotator(tmp_path, fake, monkeypatch, capsys)
+    assert code == 0 and "no *_ROTATOR section" in out.out and fake.reloads == 0
+
+
+def test_boundary_run_never_carries_the_secret():
+    cmd = apply.schedule_run(1700006400, 1700006000, "knockssh-rotator.service")
+    assert cmd[:2] == ["systemd-run", "--on-active=401s"]
+    assert cmd[-3:] == ["systemctl", "start", "knockssh-rotator.service"]
+    assert not any(SECRET in a or "SECRET" in a for a in cmd)

@@ -1,0 +1,82 @@
+"""``knockssh generate``: exactly one line on stdout, errors on stderr, no secret."""
+
+import os
+
+import pytest
+
+from helpers import SECRET, run_cli
+
+
+def env_with(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KNOCKD_ROTATOR_")}
+    env["KNOCKD_ROTATOR_SECRET"] = SECRET
+    env.update(extra)
+    return env
+
+
+@pytest.mark.parametrize("word", ["generate", "gen", "gene", "g", "GENERATE"])
+def test_generate_and_abbreviations(word):
+    done = run_cli("knockssh", word, "ssh", "--at", "1700000000", env=env_with())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (
+        b"4419:tcp 57793:tcp 29736:tcp 42429:tcp 55222:tcp 30034:tcp 32693:tcp 10941:tcp "
+        b"55402:tcp 7154:tcp\n"
+    )
+    assert done.stderr == b""
+
+
+def test_offset_moves_one_period():
+    env = env_with()
+    previous = run_cli("knockssh", "generate", "ssh", "--at", "1700000000", "--offset", "-1", env=env)
+    earlier = run_cli("knockssh", "generate", "ssh", "--at", str(1700000000 - 21600), env=env)
+    assert previous.returncode == 0 and previous.stdout == earlier.stdout
+    assert previous.stdout.count(b"\n") == 1
+
+
+def test_warnings_go_to_stderr():
+    env = env_with(KNOCKD_ROTATOR_PORTS="2000-2002", KNOCKD_ROTATOR_LENGTH="30")
+    done = run_cli("knockssh", "generate", "ssh", "--at", "1", env=env)
+    assert done.returncode == 0
+    assert len(done.stdout.splitlines()) == 1
+    assert b"warning" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "env,args,message",
+    [
+        ({"KNOCKD_ROTATOR_SECRET": ""}, ["ssh"], b"KNOCKD_ROTATOR_SECRET is required"),
+        ({"KNOCKD_ROTATOR_SECRET": "short"}, ["ssh"], b"at least 10"),
+        ({"KNOCKD_ROTATOR_LENGTH": "ten"}, ["ssh"], b"KNOCKD_ROTATOR_LENGTH"),
+        ({"KNOCKD_ROTATOR_LENGTH": "4"}, ["ssh"], b"below 5"),
+        ({"KNOCKD_ROTATOR_LENGTH": "40"}, ["ssh"], b"limit of 32"),
+        ({"KNOCKD_ROTATOR_PORTS": "2000,2000"}, ["ssh"], b"duplicate"),
+        ({"KNOCKD_ROTATOR_PORTS": "2000-2001"}, ["ssh"], b"entropy"),
+        ({"KNOCKD_ROTATOR_PERIOD_MODULO": "0"}, ["ssh"], b"positive"),
+        ({"KNOCKD_ROTATOR_PROTO_MODULO": "-2"}, ["ssh"], b"0 or positive"),
+        ({}, [], b"usage"),
+        ({}, ["ssh", "--offset", "x"], b"--offset"),
+        ({}, ["ssh", "--bogus"], b"unknown option"),
+    ],
+)
+def test_error_paths(env, args, message):
+    done = run_cli("knockssh", "generate", *args, env=env_with(**env))
+    assert done.returncode != 0
+    assert done.stdout == b""
+    assert message in done.stderr
+    assert b"Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 2  # the error (and a usage hint)
+    assert SECRET.encode() not in done.stderr
+
+
+def test_65536_error_names_period_and_offset():
+    # with 7 ports the period starting at 0 draws 65536
+    env = env_with(KNOCKD_ROTATOR_PORTS="65530-65536", KNOCKD_ROTATOR_LENGTH="15",
+                   KNOCKD_ROTATOR_PERIOD_MODULO="60")
+    done = run_cli("knockssh", "generate", "ssh", "--at", "0", env=env)
+    assert done.returncode == 1 and done.stdout == b""
+    assert b"65536" in done.stderr and b"--offset" in done.stderr and b"period starting at 0" in done.stderr
+
+
+def test_unknown_command_is_a_usage_error():
+    done = run_cli("knockssh", "frobnicate", env=env_with())
+    assert done.returncode == 2 and b"unknown command" in done.stderr
