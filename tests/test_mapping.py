@@ -1,0 +1,151 @@
+"""The mapping file: lookup, validation errors naming file/entry/key, secret sources."""
+
+import os
+
+import pytest
+
+from knockssh import mapping
+from knockssh.errors import KnocksshError
+from knockssh.patterns import glob, matches
+from knockssh.plan import attempts
+from knockssh.secrets import resolve
+
+GOOD = b"""
+[defaults]
+period = 3600
+knock_delay_ms = 2
+
+[[host]]
+match = ["bastion.example.org", "*.lab.example.org", "!old.lab.example.org"]
+service = "ssh"
+secret_env = "BASTION_SECRET"
+knock_host = "203.0.113.7"
+
+[[host]]
+match = ["legacy.example.net"]
+sequence = "7000,8000:udp,9000"
+
+[[host]]
+match = ["check", "generate"]
+service = "ssh"
+secret_env = "BASTION_SECRET"
+"""
+
+
+def load(tmp_path, data, mode=0o600):
+    path = tmp_path / "hosts.toml"
+    path.write_bytes(data)
+    os.chmod(path, mode)
+    return mapping.load(str(path), {})
+
+
+def test_lookup_first_match_and_negation(tmp_path):
+    m = load(tmp_path, GOOD)
+    assert m.lookup("bastion.example.org").number == 1
+    assert m.lookup("A.LAB.example.org").number == 1
+    assert m.lookup("old.lab.example.org") is None
+    assert m.lookup("legacy.example.net").static_sequence == "7000,8000:udp,9000"
+    assert m.lookup("check").number == 3
+    assert m.lookup("elsewhere") is None
+    assert m.lookup("bastion.example.org").get("period") == 3600  # from [defaults]
+
+
+def test_glob():
+    assert glob("*", "") and glob("a*c", "abbbc") and glob("?b", "ab")
+    assert not glob("a?c", "ac") and not glob("*.org", "org")
+    assert matches(("*", "!x"), "y") and not matches(("*", "!x"), "x")
+
+
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        (b'[[host]]\nmatch = ["a"]\nservice = "s"\nsecret_env = "X"\ncolour = 1\n',
+         "host entry 1 (a): unknown key 'colour'"),
+        (b'[[host]]\nmatch = ["a"]\nservice = "s"\nsecret_env = "X"\nperiod = "6h"\n',
+         "host entry 1 (a): key 'period'"),
+        (b'[[host]]\nmatch = ["a"]\nservice = "s"\nsecret_env = "X"\nperiod = true\n', "'period'"),
+        (b'[[host]]\nmatch = ["a b"]\nservice = "s"\n', "key 'match'"),
+        (b'[[host]]\nmatch = []\nservice = "s"\n', "key 'match'"),
+        (b'[[host]]\nmatch = ["!a"]\nservice = "s"\n', "only negated"),
+        (b'[[host]]\nservice = "s"\n', "key 'match'"),
+        (b'[[host]]\nmatch = ["a"]\n', "exactly one of"),
+        (b'[[host]]\nmatch = ["a"]\nservice = "s"\nsequence = "1,2"\n', "exactly one of"),
+        (b'[[host]]\nmatch = ["a"]\nsequence = "1,99999"\n', "key 'sequence'"),
+        (b'[[host]]\nmatch = ["a"]\nservice = "s"\nports = "5-1"\n', "key 'ports'"),
+        (b'[[host]]\nmatch = ["a"]\nservice = "s"\nsecret_env = "A"\nsecret_file = "f"\n',
+         "only one secret source"),
+        (b'[[host]]\nmatch = ["a"]\nservice = "s"\nsecret_command = "pass"\n', "list of strings"),
+        (b"[defaults]\nlength = -1\n", "[defaults]: key 'length'"),
+        (b"[hosts]\n", "unknown top-level key"),
+        (b"[[host]\n", "invalid TOML"),
+        (b"\xff\xfe", "not UTF-8"),
+    ],
+)
+def test_errors_name_file_entry_and_key(tmp_path, data, message):
+    with pytest.raises(KnocksshError) as info:
+        load(tmp_path, data)
+    assert str(tmp_path / "hosts.toml") in str(info.value)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_inline_secret_needs_private_file(tmp_path):
+    data = b'[[host]]\nmatch = ["a"]\nservice = "s"\nsecret = "0123456789abcdef"\n'
+    with pytest.raises(KnocksshError, match="chmod 600") as info:
+        load(tmp_path, data, 0o644)
+    assert "0123456789abcdef" not in str(info.value)
+    assert load(tmp_path, data, 0o600).lookup("a") is not None
+
+
+def test_secret_sources(tmp_path):
+    secret_file = tmp_path / "s.secret"
+    secret_file.write_text("file-secret-123\n")
+    os.chmod(secret_file, 0o600)
+    data = (
+        f'[[host]]\nmatch = ["f"]\nservice = "s"\nsecret_file = "{secret_file}"\n'
+        '[[host]]\nmatch = ["c"]\nservice = "s"\n'
+        'secret_command = ["sh", "-c", "echo cmd-secret-123"]\n'
+        '[[host]]\nmatch = ["e"]\nservice = "s"\nsecret_env = "MY_SECRET"\n'
+        '[[host]]\nmatch = ["d"]\nservice = "s"\n'
+        '[[host]]\nmatch = ["x"]\nservice = "s"\nsecret_command = ["false"]\n'
+    ).encode()
+    m = load(tmp_path, data)
+    env = {"MY_SECRET": "env-secret-123", "KNOCKD_ROTATOR_SECRET": "rotator-secret"}
+    assert resolve(m.lookup("f"), env) == "file-secret-123"
+    assert resolve(m.lookup("c"), env) == "cmd-secret-123"
+    assert resolve(m.lookup("e"), env) == "env-secret-123"
+    assert resolve(m.lookup("d"), env) == "rotator-secret"
+    with pytest.raises(KnocksshError, match="exited with status 1"):
+        resolve(m.lookup("x"), env)
+    with pytest.raises(KnocksshError, match="MY_SECRET is not set"):
+        resolve(m.lookup("e"), {})
+    os.chmod(secret_file, 0o640)
+    with pytest.raises(KnocksshError, match="accessible by group or others"):
+        resolve(m.lookup("f"), env)
+
+
+def test_attempt_order_and_forced_offset(tmp_path):
+    m = load(tmp_path, GOOD)
+    entry = m.lookup("bastion.example.org")
+    env = {"BASTION_SECRET": "0123456789abc"}
+    tries = attempts(entry, env, 7200 + 5)
+    assert [t.label for t in tries] == [
+        "period 7200 (current)", "period 3600 (previous)", "period 10800 (next)"
+    ]
+    assert len({t.knocks for t in tries}) == 3
+    assert [t.label for t in attempts(entry, env, 7205, offset=-2)] == ["period 0 (offset -2)"]
+    static = attempts(m.lookup("legacy.example.net"), env, 0)
+    assert [str(k) for k in static[0].knocks] == ["7000:tcp", "8000:udp", "9000:tcp"]
+
+
+def test_config_path_precedence():
+    env = {"XDG_CONFIG_HOME": "/x"}
+    assert mapping.config_path(None, env) == ("/x/knockssh/hosts.toml", False)
+    assert mapping.config_path("/c.toml", env) == ("/c.toml", True)
+    assert mapping.config_path("/c.toml", {**env, "KNOCKSSH_CONFIG": "/e.toml"})[0] == "/e.toml"
+
+
+def test_missing_default_file_maps_nothing(tmp_path):
+    assert mapping.load(None, {"XDG_CONFIG_HOME": str(tmp_path)}).entries == ()
+    with pytest.raises(KnocksshError, match="not found"):
+        mapping.load(str(tmp_path / "nope.toml"), {})

@@ -1,0 +1,238 @@
+"""The relay and the dialer on real loopback sockets; retry/fallback decisions with mocks."""
+
+import errno
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+from helpers import ROOT
+
+from knockssh import connect as connect_mod
+from knockssh import dial, mapping
+from knockssh.errors import KnocksshError
+from knockssh.log import Log
+
+
+class Server:
+    """A loopback TCP server running ``handler(conn)`` for one connection."""
+
+    def __init__(self, handler):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.result = {}
+        self.thread = threading.Thread(target=self._serve, args=(handler,), daemon=True)
+        self.thread.start()
+
+    def _serve(self, handler):
+        conn, _ = self.sock.accept()
+        with conn:
+            self.result["value"] = handler(conn)
+
+    def join(self):
+        self.thread.join(30)
+        self.sock.close()
+        return self.result.get("value")
+
+
+def proxy(port, tmp_path, *extra):
+    empty = tmp_path / "hosts.toml"
+    empty.write_text("")
+    env = {**os.environ, "KNOCKSSH_CONFIG": str(empty)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "knockssh", *extra, "127.0.0.1", str(port)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT,
+    )
+
+
+def drain(conn):
+    h, n = hashlib.sha256(), 0
+    while chunk := conn.recv(1 << 16):
+        h.update(chunk)
+        n += len(chunk)
+    return h.hexdigest(), n
+
+
+def test_large_upload_then_half_close_then_reply(tmp_path):
+    data = os.urandom(8 << 20)
+
+    def handler(conn):
+        digest, n = drain(conn)  # sees EOF: the relay shut down its write side
+        conn.sendall(f"{digest} {n}".encode())  # and can still answer
+        return n
+
+    server = Server(handler)
+    p = proxy(server.port, tmp_path)
+    out, err = p.communicate(data, timeout=60)
+    assert server.join() == len(data)
+    assert out.decode() == f"{hashlib.sha256(data).hexdigest()} {len(data)}"
+    assert p.returncode == 0 and err == b""
+
+
+def test_large_download_and_server_eof_closes_stdout(tmp_path):
+    data = os.urandom(16 << 20)
+
+    def handler(conn):
+        conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+        return conn.recv(100)  # stdin of the relay still flows after the server's EOF
+
+    server = Server(handler)
+    p = proxy(server.port, tmp_path)
+    got = p.stdout.read()  # returns at EOF: the relay closed stdout
+    assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+    p.stdin.write(b"late bytes")
+    p.stdin.close()
+    assert p.wait(30) == 0
+    assert server.join() == b"late bytes"
+
+
+def test_abrupt_peer_close_is_an_error(tmp_path):
+    def handler(conn):
+        conn.recv(1)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+
+    server = Server(handler)
+    p = proxy(server.port, tmp_path)
+    p.stdin.write(b"x")
+    p.stdin.flush()
+    server.join()  # closed with RST
+    assert p.wait(30) == 1
+    assert b"connection lost" in p.stderr.read()
+    assert p.stdout.read() == b""
+
+
+def test_refused_direct_connection_fails_fast(tmp_path):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    p = proxy(port, tmp_path)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 1 and out == b""
+    assert b"127.0.0.1 port" in err and b"refused" in err.lower()
+
+
+def test_fdpass_requires_socket_stdout(tmp_path):
+    p = proxy(9, tmp_path, "--fdpass")
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 2 and b"ProxyUseFdpass" in err
+
+
+def test_fdpass_hands_over_a_connected_socket(tmp_path):
+    server = Server(lambda conn: conn.sendall(b"hello from server"))
+    ours, theirs = socket.socketpair()
+    empty = tmp_path / "hosts.toml"
+    empty.write_text("")
+    p = subprocess.Popen(
+        [sys.executable, "-m", "knockssh", "--fdpass", "127.0.0.1", str(server.port)],
+        stdin=theirs, stdout=theirs, env={**os.environ, "KNOCKSSH_CONFIG": str(empty)}, cwd=ROOT,
+    )
+    theirs.close()
+    msg, fds, _, _ = socket.recv_fds(ours, 1, 1)
+    assert p.wait(30) == 0  # exits right after passing
+    assert msg == b"\0" and len(fds) == 1
+    with socket.socket(fileno=fds[0]) as conn:
+        assert conn.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert conn.recv(100) == b"hello from server"
+    server.join()
+
+
+def test_dial_retries_until_the_door_opens():
+    """A port that refuses at first and listens later: dial keeps trying and wins."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    opened = threading.Event()
+
+    def open_later():
+        opened.wait()
+        srv = socket.create_server(("127.0.0.1", port))
+        conn, _ = srv.accept()
+        conn.close()
+        srv.close()
+
+    t = threading.Thread(target=open_later, daemon=True)
+    t.start()
+    original = socket.socket.connect_ex
+    calls = []
+
+    def counting(self, addr):
+        calls.append(addr)
+        if len(calls) == 3:
+            opened.set()  # the door opens while attempts are under way
+        return original(self, addr)
+
+    socket.socket.connect_ex = counting
+    try:
+        sock = dial.dial(socket.AF_INET, ("127.0.0.1", port), 5)
+    finally:
+        socket.socket.connect_ex = original
+    sock.close()
+    t.join(5)
+    assert len(calls) >= 3
+
+
+def test_dial_times_out_with_an_error():
+    # port 9 on loopback refuses; the dialer keeps retrying until its deadline
+    with pytest.raises(OSError) as info:
+        dial.dial(socket.AF_INET, ("127.0.0.1", 9), 0.3)
+    assert info.value.errno in (errno.ECONNREFUSED, errno.ETIMEDOUT)
+
+
+def entry(**values):
+    return mapping.HostEntry(
+        "hosts.toml", 1, ("h",), {"service": "ssh", "secret_env": "S", "connect_timeout": 3, **values}
+    )
+
+
+def test_fallback_order_and_clear_message(mocker):
+    knocked = []
+    mocker.patch.object(connect_mod, "resolve", return_value=[(socket.AF_INET, ("192.0.2.1", 22))])
+    mocker.patch.object(connect_mod, "send_knocks", side_effect=lambda f, a, k, d: knocked.append(k))
+    budgets = []
+
+    def refuse(fam, addr, budget):
+        budgets.append(budget)
+        raise TimeoutError(errno.ETIMEDOUT, "timed out")
+
+    mocker.patch.object(connect_mod, "dial", side_effect=refuse)
+    with pytest.raises(KnocksshError) as info:
+        connect_mod.knock_and_connect(
+            entry(), "h", 22, 0, None, {"S": "0123456789abc"}, Log(0), at=7200
+        )
+    message = str(info.value)
+    assert "(current)" in message and "(previous)" in message and "(next)" in message
+    assert message.index("(current)") < message.index("(previous)") < message.index("(next)")
+    assert "clock" in message and "secret" in message and "firewall" in message
+    assert "0123456789abc" not in message
+    assert len(knocked) == 3 and len(set(knocked)) == 3
+    # the timeout is shared: a third for the first period, never past the deadline
+    assert budgets[0] == pytest.approx(1.0, abs=0.05) and all(b <= 3.0 for b in budgets)
+
+
+def test_success_on_previous_period_stops(mocker):
+    mocker.patch.object(connect_mod, "resolve", return_value=[(socket.AF_INET, ("192.0.2.1", 22))])
+    sends = mocker.patch.object(connect_mod, "send_knocks")
+    sentinel = object()
+    mocker.patch.object(
+        connect_mod, "dial", side_effect=[TimeoutError(errno.ETIMEDOUT, "t"), sentinel]
+    )
+    got = connect_mod.knock_and_connect(entry(), "h", 22, 0, None, {"S": "0123456789abc"}, Log(0), 7200)
+    assert got is sentinel and sends.call_count == 2
+
+
+def test_knock_host_is_knocked_instead(mocker):
+    calls = mocker.patch.object(
+        connect_mod, "resolve",
+        side_effect=lambda h, p, f: [(socket.AF_INET, ("192.0.2.9" if h == "k" else "192.0.2.1", p))],
+    )
+    sends = mocker.patch.object(connect_mod, "send_knocks")
+    mocker.patch.object(connect_mod, "dial", return_value="sock")
+    connect_mod.knock_and_connect(entry(knock_host="k"), "h", 22, 0, 0, {"S": "0123456789abc"}, Log(0))
+    assert sends.call_args[0][1][0] == "192.0.2.9"
+    assert [c.args[0] for c in calls.call_args_list] == ["h", "k"]

@@ -1,0 +1,129 @@
+"""Wrapper argument handling: pass-through, ProxyCommand quoting, rsync -e."""
+
+import shlex
+import subprocess
+
+import pytest
+
+from knockssh import wrappers
+
+WEIRD = "/opt/my tools/$(touch pwned)/100%/kno'ck\"ssh"
+
+
+def expand(proxy, host, port):
+    """What ssh does: %% -> %, %h/%p -> values; then $SHELL -c 'exec ...'."""
+    out, i = [], 0
+    while i < len(proxy):
+        if proxy[i] == "%":
+            out.append({"%": "%", "h": host, "p": port}[proxy[i + 1]])
+            i += 2
+        else:
+            out.append(proxy[i])
+            i += 1
+    return "".join(out)
+
+
+def test_proxy_command_survives_the_shell(tmp_path):
+    proxy = wrappers.proxy_command(WEIRD)
+    command = expand(proxy, "host.example", "22")
+    argv = subprocess.run(
+        ["sh", "-c", f"exec python3 -c 'import sys; print(sys.argv[1:])' {command}"],
+        capture_output=True, text=True, check=True, cwd=tmp_path,
+    ).stdout.strip()
+    assert argv == repr([WEIRD, "host.example", "22"])
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_ssh_args_pass_through_untouched(monkeypatch):
+    monkeypatch.setattr(wrappers, "config_sets_proxy", lambda args: False)
+    args = ["-p", "2200", "host", "echo", "a b", "$(x)", "--", "-q"]
+    argv = wrappers.ssh_argv(args, "/usr/bin/knockssh")
+    assert argv == ["ssh", "-o", "ProxyCommand=/usr/bin/knockssh '%h' '%p'", *args]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-o", "ProxyCommand=nc %h %p", "h"],
+        ["-oProxyJump=bastion", "h"],
+        ["-o", "proxyjump bastion", "h"],
+        ["-J", "bastion", "h"],
+        ["-Jbastion", "h"],
+    ],
+)
+def test_users_proxy_wins(args, monkeypatch):
+    monkeypatch.setattr(wrappers, "config_sets_proxy", lambda a: False)
+    assert wrappers.ssh_argv(args, "/k") == ["ssh", *args]
+    assert wrappers.scp_argv(args, "/k") == ["scp", *args]
+
+
+def test_config_proxy_wins(tmp_path):
+    cfg = tmp_path / "cfg"
+    cfg.write_text("Host jumped\n  ProxyJump bastion\n")
+    assert wrappers.config_sets_proxy(["-F", str(cfg), "jumped"])
+    assert not wrappers.config_sets_proxy(["-F", str(cfg), "direct"])
+
+
+def test_scp_keeps_argument_order():
+    args = ["-r", "local dir/", "host:/remote path/"]
+    assert wrappers.scp_argv(args, "/k") == ["scp", "-o", "ProxyCommand=/k '%h' '%p'", *args]
+
+
+def rsync_split(rsh):
+    """rsync's splitting of -e: spaces separate, "..." and '...' quote, doubled quote inside."""
+    words, cur, quote, i, started = [], [], None, 0, False
+    while i < len(rsh):
+        c = rsh[i]
+        if quote:
+            if c == quote:
+                if i + 1 < len(rsh) and rsh[i + 1] == quote:
+                    cur.append(c)
+                    i += 1
+                else:
+                    quote = None
+            else:
+                cur.append(c)
+        elif c in "'\"":
+            quote, started = c, True
+        elif c == " ":
+            if cur or started:
+                words.append("".join(cur))
+            cur, started = [], False
+        else:
+            cur.append(c)
+        i += 1
+    if cur or started:
+        words.append("".join(cur))
+    return words
+
+
+def test_rsync_default_rsh():
+    argv = wrappers.rsync_argv(["-a", "src/", "h:dst/"], {}, WEIRD)
+    assert argv[:2] == ["rsync", "-e"] and argv[3:] == ["-a", "src/", "h:dst/"]
+    assert rsync_split(argv[2]) == ["ssh", "-o" + wrappers.proxy_option(WEIRD)]
+
+
+@pytest.mark.parametrize("form", ["split", "joined", "long"])
+def test_rsync_users_rsh_is_extended(form):
+    theirs = "ssh -F cfg -p 2200"
+    args = {
+        "split": ["-a", "-e", theirs, "s", "h:d"],
+        "joined": ["-a", "-e" + theirs, "s", "h:d"],
+        "long": ["-a", "--rsh=" + theirs, "s", "h:d"],
+    }[form]
+    argv = wrappers.rsync_argv(args, {}, "/k")
+    rsh = next(a for a in argv if theirs in a)
+    rsh = rsh.split("=", 1)[1] if rsh.startswith("--rsh=") else rsh.removeprefix("-e")
+    assert rsync_split(rsh) == ["ssh", "-F", "cfg", "-p", "2200", "-oProxyCommand=/k '%h' '%p'"]
+    assert argv[-2:] == ["s", "h:d"] and len(argv) == len(args) + 1
+
+
+def test_rsync_env_rsh_and_user_proxy():
+    argv = wrappers.rsync_argv(["s", "h:d"], {"RSYNC_RSH": "ssh -i key"}, "/k")
+    assert rsync_split(argv[2])[:3] == ["ssh", "-i", "key"]
+    mine = ["-e", "ssh -J bastion", "s", "h:d"]
+    assert wrappers.rsync_argv(mine, {}, "/k") == ["rsync", *mine]
+
+
+def test_shlex_round_trip_of_our_literal():
+    assert shlex.split(wrappers.proxy_command(WEIRD).replace("%%", "%"))[0] == WEIRD
