@@ -15,6 +15,8 @@ from .log import QUIET, Log
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_KNOCK_DELAY_MS = 1.0
+ROUNDS = 3  # how many times each period's sequence is knocked within connect_timeout
+MIN_WINDOW = 0.5  # seconds to wait for the door after one knock sequence
 
 
 def resolve(host: str, port: int, family: int) -> list[tuple[int, Sockaddr]]:
@@ -91,19 +93,23 @@ def knock_and_connect(
     timeout = float(entry.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
     delay = float(entry.get("knock_delay_ms", DEFAULT_KNOCK_DELAY_MS)) / 1000
     deadline = time.monotonic() + timeout
-    for i, attempt in enumerate(tries):
-        t = time.monotonic()
-        send_knocks(knock_fam, knock_addr, attempt.knocks, delay)
-        log.step(f"knocked {len(attempt.knocks)} ports at {knock_addr[0]}, {attempt.label}", t)
-        budget = (deadline - time.monotonic()) / (len(tries) - i)
-        t = time.monotonic()
-        try:
-            sock = dial(fam, sockaddr, max(budget, 0.05))
-        except OSError as exc:
-            log.info(f"no connection after {attempt.label}: {exc.strerror or exc}")
-            continue
-        log.step(f"door open: connected to {sockaddr[0]} port {port}", t)
-        return sock
+    # rounds over the periods in order, so a knock lost on the way is sent again
+    window = max(MIN_WINDOW, timeout / (ROUNDS * len(tries)))
+    while time.monotonic() < deadline:
+        for attempt in tries:
+            t = time.monotonic()
+            if t >= deadline:
+                break
+            send_knocks(knock_fam, knock_addr, attempt.knocks, delay)
+            log.step(f"knocked {len(attempt.knocks)} ports at {knock_addr[0]}, {attempt.label}", t)
+            t = time.monotonic()
+            try:
+                sock = dial(fam, sockaddr, max(min(window, deadline - t), 0.05))
+            except OSError as exc:
+                log.info(f"no connection after {attempt.label}: {exc.strerror or exc}")
+                continue
+            log.step(f"door open: connected to {sockaddr[0]} port {port}", t)
+            return sock
     what = f"service {entry.service}" if entry.service else "static sequence"
     periods = ", ".join(a.label for a in tries)
     raise KnocksshError(

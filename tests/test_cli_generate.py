@@ -3,7 +3,6 @@
 import os
 
 import pytest
-
 from helpers import SECRET, run_cli
 
 
@@ -27,7 +26,9 @@ def test_generate_and_abbreviations(word):
 
 def test_offset_moves_one_period():
     env = env_with()
-    previous = run_cli("knockssh", "generate", "ssh", "--at", "1700000000", "--offset", "-1", env=env)
+    previous = run_cli(
+        "knockssh", "generate", "ssh", "--at", "1700000000", "--offset", "-1", env=env
+    )
     earlier = run_cli("knockssh", "generate", "ssh", "--at", str(1700000000 - 21600), env=env)
     assert previous.returncode == 0 and previous.stdout == earlier.stdout
     assert previous.stdout.count(b"\n") == 1
@@ -70,11 +71,18 @@ def test_error_paths(env, args, message):
 
 def test_65536_error_names_period_and_offset():
     # with 7 ports the period starting at 0 draws 65536
-    env = env_with(KNOCKD_ROTATOR_PORTS="65530-65536", KNOCKD_ROTATOR_LENGTH="15",
-                   KNOCKD_ROTATOR_PERIOD_MODULO="60")
+    env = env_with(
+        KNOCKD_ROTATOR_PORTS="65530-65536",
+        KNOCKD_ROTATOR_LENGTH="15",
+        KNOCKD_ROTATOR_PERIOD_MODULO="60",
+    )
     done = run_cli("knockssh", "generate", "ssh", "--at", "0", env=env)
     assert done.returncode == 1 and done.stdout == b""
-    assert b"65536" in done.stderr and b"--offset" in done.stderr and b"period starting at 0" in done.stderr
+    assert (
+        b"65536" in done.stderr
+        and b"--offset" in done.stderr
+        and b"period starting at 0" in done.stderr
+    )
 
 
 def test_unknown_command_is_a_usage_error():

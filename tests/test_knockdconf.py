@@ -51,7 +51,9 @@ def test_rewrite_changes_only_rotator_values(name):
 
 
 def test_rewrite_exact_bytes():
-    text = "[options]\r\n  UseSyslog\r\n[ssh_ROTATOR]\r\n  Sequence   =  1:tcp  \r\n[x]\r\nsequence=5"
+    text = (
+        "[options]\r\n  UseSyslog\r\n[ssh_ROTATOR]\r\n  Sequence   =  1:tcp  \r\n[x]\r\nsequence=5"
+    )
     out = rotate(text, S, AT).text
     assert out == text.replace("1:tcp", seq("ssh_ROTATOR"))
 

@@ -59,10 +59,14 @@ def test_glob():
 @pytest.mark.parametrize(
     "data,message",
     [
-        (b'[[host]]\nmatch = ["a"]\nservice = "s"\nsecret_env = "X"\ncolour = 1\n',
-         "host entry 1 (a): unknown key 'colour'"),
-        (b'[[host]]\nmatch = ["a"]\nservice = "s"\nsecret_env = "X"\nperiod = "6h"\n',
-         "host entry 1 (a): key 'period'"),
+        (
+            b'[[host]]\nmatch = ["a"]\nservice = "s"\nsecret_env = "X"\ncolour = 1\n',
+            "host entry 1 (a): unknown key 'colour'",
+        ),
+        (
+            b'[[host]]\nmatch = ["a"]\nservice = "s"\nsecret_env = "X"\nperiod = "6h"\n',
+            "host entry 1 (a): key 'period'",
+        ),
         (b'[[host]]\nmatch = ["a"]\nservice = "s"\nsecret_env = "X"\nperiod = true\n', "'period'"),
         (b'[[host]]\nmatch = ["a b"]\nservice = "s"\n', "key 'match'"),
         (b'[[host]]\nmatch = []\nservice = "s"\n', "key 'match'"),
@@ -72,8 +76,10 @@ def test_glob():
         (b'[[host]]\nmatch = ["a"]\nservice = "s"\nsequence = "1,2"\n', "exactly one of"),
         (b'[[host]]\nmatch = ["a"]\nsequence = "1,99999"\n', "key 'sequence'"),
         (b'[[host]]\nmatch = ["a"]\nservice = "s"\nports = "5-1"\n', "key 'ports'"),
-        (b'[[host]]\nmatch = ["a"]\nservice = "s"\nsecret_env = "A"\nsecret_file = "f"\n',
-         "only one secret source"),
+        (
+            b'[[host]]\nmatch = ["a"]\nservice = "s"\nsecret_env = "A"\nsecret_file = "f"\n',
+            "only one secret source",
+        ),
         (b'[[host]]\nmatch = ["a"]\nservice = "s"\nsecret_command = "pass"\n', "list of strings"),
         (b"[defaults]\nlength = -1\n", "[defaults]: key 'length'"),
         (b"[hosts]\n", "unknown top-level key"),
@@ -130,7 +136,9 @@ def test_attempt_order_and_forced_offset(tmp_path):
     env = {"BASTION_SECRET": "0123456789abc"}
     tries = attempts(entry, env, 7200 + 5)
     assert [t.label for t in tries] == [
-        "period 7200 (current)", "period 3600 (previous)", "period 10800 (next)"
+        "period 7200 (current)",
+        "period 3600 (previous)",
+        "period 10800 (next)",
     ]
     assert len({t.knocks for t in tries}) == 3
     assert [t.label for t in attempts(entry, env, 7205, offset=-2)] == ["period 0 (offset -2)"]

@@ -19,7 +19,7 @@ def reference(secret, service, t, period=21600, offset=0, length=10, ports=None,
         service += "_ROTATOR"
     out = []
     for i in range(1, length + 1):
-        digest = hashlib.sha256(f"{start}{service}{secret}{i}".encode("utf-8")).hexdigest()
+        digest = hashlib.sha256(f"{start}{service}{secret}{i}".encode()).hexdigest()
         port = ports[int(digest[:8], 16) % len(ports)]
         out.append(f"{port}:{'tcp' if mod == 0 or port % mod == 0 else 'udp'}")
     return " ".join(out)
@@ -33,16 +33,43 @@ def generate(secret, service, t, period=21600, offset=0, length=10, spec="2000-6
 
 KNOWN = [
     # (secret, service, t, period, offset, length, spec, mod, expected)
-    ("0123456789abc", "ssh", 1700000000, 21600, 0, 10, "2000-65536", 0,
-     "4419:tcp 57793:tcp 29736:tcp 42429:tcp 55222:tcp 30034:tcp 32693:tcp 10941:tcp "
-     "55402:tcp 7154:tcp"),
-    ("0123456789abc", "ssh_ROTATOR", 1700000000, 21600, 0, 10, "2000-65536", 0,
-     "4419:tcp 57793:tcp 29736:tcp 42429:tcp 55222:tcp 30034:tcp 32693:tcp 10941:tcp "
-     "55402:tcp 7154:tcp"),
-    ("it's \"quoted\" secret", "ssh", 0, 60, 0, 32, "1-1024", 2,
-     "979:udp 17:udp 662:tcp 429:udp 297:udp 886:tcp 106:tcp 674:tcp 525:udp 949:udp 586:tcp "
-     "254:tcp 189:udp 691:udp 23:udp 988:tcp 91:udp 119:udp 967:udp 632:tcp 737:udp 475:udp "
-     "779:udp 944:tcp 213:udp 451:udp 917:udp 237:udp 729:udp 496:tcp 772:tcp 520:tcp"),
+    (
+        "0123456789abc",
+        "ssh",
+        1700000000,
+        21600,
+        0,
+        10,
+        "2000-65536",
+        0,
+        "4419:tcp 57793:tcp 29736:tcp 42429:tcp 55222:tcp 30034:tcp 32693:tcp 10941:tcp "
+        "55402:tcp 7154:tcp",
+    ),
+    (
+        "0123456789abc",
+        "ssh_ROTATOR",
+        1700000000,
+        21600,
+        0,
+        10,
+        "2000-65536",
+        0,
+        "4419:tcp 57793:tcp 29736:tcp 42429:tcp 55222:tcp 30034:tcp 32693:tcp 10941:tcp "
+        "55402:tcp 7154:tcp",
+    ),
+    (
+        'it\'s "quoted" secret',
+        "ssh",
+        0,
+        60,
+        0,
+        32,
+        "1-1024",
+        2,
+        "979:udp 17:udp 662:tcp 429:udp 297:udp 886:tcp 106:tcp 674:tcp 525:udp 949:udp 586:tcp "
+        "254:tcp 189:udp 691:udp 23:udp 988:tcp 91:udp 119:udp 967:udp 632:tcp 737:udp 475:udp "
+        "779:udp 944:tcp 213:udp 451:udp 917:udp 237:udp 729:udp 496:tcp 772:tcp 520:tcp",
+    ),
 ]
 
 
@@ -203,7 +230,9 @@ def test_properties(secret, service, t, period, offset, length, lo, width, mod):
     assert len(knocks) == length
     assert all(lo <= k.port <= hi for k in knocks)
     assert all(k.proto == ("tcp" if mod == 0 or k.port % mod == 0 else "udp") for k in knocks)
-    assert scheme.client_form(knocks) == reference(secret, service, t, period, offset, length, ports, mod)
+    assert scheme.client_form(knocks) == reference(
+        secret, service, t, period, offset, length, ports, mod
+    )
     # the two text forms say the same thing
     assert scheme.knockd_form(knocks).split(",") == scheme.client_form(knocks).split(" ")
     assert scheme.parse_sequence(scheme.knockd_form(knocks)) == knocks

@@ -28,7 +28,10 @@ def test_proxy_command_survives_the_shell(tmp_path):
     command = expand(proxy, "host.example", "22")
     argv = subprocess.run(
         ["sh", "-c", f"exec python3 -c 'import sys; print(sys.argv[1:])' {command}"],
-        capture_output=True, text=True, check=True, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
     ).stdout.strip()
     assert argv == repr([WEIRD, "host.example", "22"])
     assert not (tmp_path / "pwned").exists()

@@ -23,12 +23,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 STATE_ROOT = "/run/knockssh-lab"
 SERVER_IP, CLIENT_IP, PREFIX = "198.18.0.1", "198.18.0.2", 24
 SSH_PORT = 22
+OPEN_PORT = 2200  # the same sshd, not behind the knock: for pass-through tests
 SERVICE = "ssh"
 PERIOD = 21600
 CMD_TIMEOUT = 10
@@ -46,7 +46,9 @@ PACKAGES = {  # command -> Debian package
 }
 
 
-def run(cmd: list[str], ns: str | None = None, check: bool = True, **kw) -> subprocess.CompletedProcess:
+def run(
+    cmd: list[str], ns: str | None = None, check: bool = True, **kw
+) -> subprocess.CompletedProcess:
     if ns:
         cmd = ["ip", "netns", "exec", ns, *cmd]
     return subprocess.run(cmd, check=check, text=True, capture_output=True, **kw)
@@ -70,7 +72,9 @@ def unavailable_reason() -> str | None:
     if os.geteuid() != 0:
         return "the lab needs root (network namespaces, firewall, knockd)"
     if missing_tools():
-        return f"missing Debian packages: {' '.join(missing_tools())} (run server/lab/lab.sh install)"
+        return (
+            f"missing Debian packages: {' '.join(missing_tools())} (run server/lab/lab.sh install)"
+        )
     probe = f"ksprobe{os.getpid()}"
     done = run(["ip", "netns", "add", probe], check=False)
     if done.returncode != 0:
@@ -132,7 +136,8 @@ class Lab:
         return os.path.isdir(self.dir)
 
     def in_client(self, cmd: list[str], **kw) -> subprocess.CompletedProcess:
-        kw.setdefault("env", self.client_env())
+        if kw.get("env") is None:
+            kw["env"] = self.client_env()
         return subprocess.run(["ip", "netns", "exec", self.client_ns, *cmd], **kw)
 
     def in_server(self, cmd: list[str], **kw) -> subprocess.CompletedProcess:
@@ -160,23 +165,47 @@ class Lab:
         for ns in (self.server_ns, self.client_ns):
             run(["ip", "netns", "add", ns])
             run(["ip", "link", "set", "lo", "up"], ns=ns)
-        run(["ip", "link", "add", self.server_if, "netns", self.server_ns, "type", "veth",
-             "peer", "name", self.client_if, "netns", self.client_ns])
-        for ns, dev, ip in ((self.server_ns, self.server_if, SERVER_IP),
-                            (self.client_ns, self.client_if, CLIENT_IP)):
+        run(
+            [
+                "ip",
+                "link",
+                "add",
+                self.server_if,
+                "netns",
+                self.server_ns,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                self.client_if,
+                "netns",
+                self.client_ns,
+            ]
+        )
+        for ns, dev, ip in (
+            (self.server_ns, self.server_if, SERVER_IP),
+            (self.client_ns, self.client_if, CLIENT_IP),
+        ):
             run(["ip", "addr", "add", f"{ip}/{PREFIX}", "dev", dev], ns=ns)
             run(["ip", "link", "set", dev, "up"], ns=ns)
             # no IPv6 on the veth: no router solicitations in knockd's capture
             run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"], ns=ns, check=False)
 
+    @property
+    def netns_etc(self) -> str:
+        return f"/etc/netns/{self.client_ns}"
+
     def _files(self, firewall: str) -> None:
+        os.makedirs(self.netns_etc, exist_ok=True)
+        with open(os.path.join(self.netns_etc, "hosts"), "w") as f:
+            f.write(f"127.0.0.1 localhost\n{SERVER_IP} knocked.lab open.lab\n")
         secret_path = self.path("secret")
         fd = os.open(secret_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.write(fd, (secrets.token_hex(32) + "\n").encode())
         os.close(fd)
         if firewall == "nftables":
-            start = f"nft add element inet knocklab allowed {{ %IP% }}"
-            stop = f"nft delete element inet knocklab allowed {{ %IP% }}"
+            start = "nft add element inet knocklab allowed { %IP% }"
+            stop = "nft delete element inet knocklab allowed { %IP% }"
         else:
             rule = f"INPUT -s %IP% -p tcp --dport {SSH_PORT} -j ACCEPT"
             start = f"/usr/sbin/iptables -C {rule} || /usr/sbin/iptables -I {rule}"
@@ -205,6 +234,7 @@ class Lab:
         with open(self.path("sshd_config"), "w") as f:
             f.write(f"""\
 ListenAddress {SERVER_IP}:{SSH_PORT}
+ListenAddress {SERVER_IP}:{OPEN_PORT}
 HostKey {self.path("host_key")}
 PidFile {self.path("sshd.pid")}
 AuthorizedKeysFile {self.path("authorized_keys")}
@@ -218,9 +248,7 @@ Subsystem sftp internal-sftp
 """)
         with open(self.ssh_config, "w") as f:
             f.write(f"""\
-Host lab lab-fdpass {SERVER_IP}
-    HostName {SERVER_IP}
-    Port {SSH_PORT}
+Host *
     User root
     IdentityFile {self.path("client_key")}
     IdentitiesOnly yes
@@ -230,22 +258,33 @@ Host lab lab-fdpass {SERVER_IP}
     BatchMode yes
     ConnectTimeout 15
 Host lab
+    HostName knocked.lab
     ProxyCommand knockssh %h %p
 Host lab-fdpass
+    HostName knocked.lab
     ProxyCommand knockssh --fdpass %h %p
     ProxyUseFdpass yes
+Host plain
+    HostName knocked.lab
+Host open
+    HostName open.lab
+    Port {OPEN_PORT}
+    ProxyCommand knockssh %h %p
 """)
         fd = os.open(self.hosts_toml, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        os.write(fd, f"""\
+        os.write(
+            fd,
+            f"""\
 [defaults]
 period = {PERIOD}
 connect_timeout = 6
 
 [[host]]
-match = ["{SERVER_IP}", "lab", "lab-fdpass"]
+match = ["{SERVER_IP}", "knocked.lab", "!open.lab"]
 service = "{SERVICE}"
 secret_file = "{secret_path}"
-""".encode())
+""".encode(),
+        )
         os.close(fd)
 
     def _firewall(self, firewall: str) -> None:
@@ -264,14 +303,33 @@ table inet knocklab {{
             run(["nft", "-f", "-"], ns=self.server_ns, input=rules)
         else:
             ipt = ["/usr/sbin/iptables"]
-            run([*ipt, "-A", "INPUT", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED",
-                 "-j", "ACCEPT"], ns=self.server_ns)
-            run([*ipt, "-A", "INPUT", "-p", "tcp", "--dport", str(SSH_PORT), "-j", "DROP"],
-                ns=self.server_ns)
+            run(
+                [
+                    *ipt,
+                    "-A",
+                    "INPUT",
+                    "-m",
+                    "conntrack",
+                    "--ctstate",
+                    "ESTABLISHED,RELATED",
+                    "-j",
+                    "ACCEPT",
+                ],
+                ns=self.server_ns,
+            )
+            run(
+                [*ipt, "-A", "INPUT", "-p", "tcp", "--dport", str(SSH_PORT), "-j", "DROP"],
+                ns=self.server_ns,
+            )
 
-    def rotate(self, reload: bool = True, extra: list[str] | None = None,
-               env: dict[str, str] | None = None, at: int | None = None,
-               check: bool = True) -> subprocess.CompletedProcess:
+    def rotate(
+        self,
+        reload: bool = True,
+        extra: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        at: int | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess:
         cmd = ["knockssh-rotator", "--config", self.knockd_conf, "--no-schedule"]
         cmd += ["--pidfile", self.knockd_pidfile] if reload else ["--no-reload"]
         if at is not None:
@@ -305,7 +363,9 @@ table inet knocklab {{
         """Is a rule admitting the client in the firewall now?"""
         state = self.firewall()
         if state == "nftables":
-            out = run(["nft", "list", "set", "inet", "knocklab", "allowed"], ns=self.server_ns).stdout
+            out = run(
+                ["nft", "list", "set", "inet", "knocklab", "allowed"], ns=self.server_ns
+            ).stdout
             return CLIENT_IP in out
         out = run(["/usr/sbin/iptables", "-S", "INPUT"], ns=self.server_ns).stdout
         return f"-s {CLIENT_IP}/32" in out
@@ -315,7 +375,9 @@ table inet knocklab {{
             run(["nft", "flush", "set", "inet", "knocklab", "allowed"], ns=self.server_ns)
             return
         rule = ["INPUT", "-s", CLIENT_IP, "-p", "tcp", "--dport", str(SSH_PORT), "-j", "ACCEPT"]
-        while run(["/usr/sbin/iptables", "-D", *rule], ns=self.server_ns, check=False).returncode == 0:
+        while (
+            run(["/usr/sbin/iptables", "-D", *rule], ns=self.server_ns, check=False).returncode == 0
+        ):
             pass
 
     def firewall(self) -> str:
@@ -335,16 +397,19 @@ table inet knocklab {{
                     pass
             run(["ip", "netns", "del", ns], check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
+        shutil.rmtree(self.netns_etc, ignore_errors=True)
 
     def status(self) -> str:
         if not self.exists():
             return f"{self.name}: down"
         knockd = self.knockd_pid()
         sshd = read(self.path("sshd.pid")).strip()
-        return (f"{self.name}: up in {self.dir}; server {self.server_ns} {SERVER_IP} "
-                f"(knockd pid {knockd or 'DEAD'}, sshd pid {sshd or '?'}, "
-                f"{self.firewall()}), client {self.client_ns} {CLIENT_IP}; "
-                f"door {'open' if self.door_open() else 'closed'}")
+        return (
+            f"{self.name}: up in {self.dir}; server {self.server_ns} {SERVER_IP} "
+            f"(knockd pid {knockd or 'DEAD'}, sshd pid {sshd or '?'}, "
+            f"{self.firewall()}), client {self.client_ns} {CLIENT_IP}; "
+            f"door {'open' if self.door_open() else 'closed'}"
+        )
 
 
 def read(path: str) -> str:
@@ -382,18 +447,38 @@ def new_name() -> str:
 
 def demo() -> int:
     lab = Lab(new_name())
-    print(f"== bringing up the lab {lab.name}: knockd + sshd + DROP firewall in netns {lab.server_ns}", flush=True)
+    print(
+        f"== bringing up the lab {lab.name}: knockd + sshd + DROP firewall in netns {lab.server_ns}",
+        flush=True,
+    )
     lab.up()
     try:
         print(f"== {lab.status()}", flush=True)
-        print(f"== ssh -F {lab.ssh_config} lab  (ProxyCommand knockssh %h %p; -v shows each step)", flush=True)
+        print(
+            f"== ssh -F {lab.ssh_config} lab  (ProxyCommand knockssh %h %p; -v shows each step)",
+            flush=True,
+        )
         cfg = lab.path("ssh_config.demo")
         with open(lab.ssh_config) as src, open(cfg, "w") as dst:
-            dst.write(src.read().replace("ProxyCommand knockssh %h %p", "ProxyCommand knockssh -v %h %p"))
-        done = lab.in_client(["ssh", "-F", cfg, "lab",
-                              "echo session running: $(id -un)@$(hostname) sees $SSH_CONNECTION"])
-        print(flush=True, *[f"== door after the session: {'open' if lab.door_open() else 'closed'} "
-              f"(knockd closes it after cmd_timeout={CMD_TIMEOUT}s)"])
+            dst.write(
+                src.read().replace("ProxyCommand knockssh %h %p", "ProxyCommand knockssh -v %h %p")
+            )
+        done = lab.in_client(
+            [
+                "ssh",
+                "-F",
+                cfg,
+                "lab",
+                "echo session running: $(id -un)@$(hostname) sees $SSH_CONNECTION",
+            ]
+        )
+        print(
+            flush=True,
+            *[
+                f"== door after the session: {'open' if lab.door_open() else 'closed'} "
+                f"(knockd closes it after cmd_timeout={CMD_TIMEOUT}s)"
+            ],
+        )
         return done.returncode
     finally:
         print(f"== tearing down {lab.name}", flush=True)
@@ -401,7 +486,9 @@ def demo() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("action", choices=["up", "down", "status", "demo", "install"])
     p.add_argument("--name", default="knocklab")
     p.add_argument("--firewall", choices=["iptables", "nftables"], default="iptables")

@@ -1,0 +1,55 @@
+"""Fixtures for the end-to-end tests: a lab per session, always torn down."""
+
+import os
+import sys
+
+import pytest
+from helpers import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, "server", "lab"))
+import lab as labmod
+
+OUTPUTS: list[bytes] = []  # every captured output, checked for the secret at the end
+
+
+def _require_lab():
+    reason = labmod.unavailable_reason()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"end-to-end tests cannot run under CI=true: {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def lab():
+    _require_lab()
+    instance = labmod.Lab(labmod.new_name())
+    instance.up("iptables")
+    try:
+        yield instance
+        for out in OUTPUTS:
+            assert instance.secret().encode() not in out, "the secret leaked into an output"
+    finally:
+        instance.down()
+
+
+@pytest.fixture
+def fresh(lab):
+    """The lab on the current period with the door closed before the test."""
+    done = lab.rotate()
+    OUTPUTS.extend([done.stdout.encode(), done.stderr.encode()])
+    lab.close_door()
+    if not lab.knockd_pid():
+        lab.start_knockd()
+    return lab
+
+
+@pytest.fixture
+def record():
+    def keep(done):
+        for stream in (done.stdout, done.stderr):
+            if stream:
+                OUTPUTS.append(stream if isinstance(stream, bytes) else stream.encode())
+        return done
+
+    return keep

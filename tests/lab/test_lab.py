@@ -1,0 +1,417 @@
+"""End to end against real knockd, sshd and a firewall in network namespaces."""
+
+import ctypes
+import hashlib
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+from lab import CMD_TIMEOUT, PERIOD, SERVER_IP, Lab, new_name, read, wait_for
+
+pytestmark = pytest.mark.lab
+
+CLIENT_TIMEOUT = 60
+
+
+def ssh(lab, record, host, *cmd, config=None, env=None, tool="ssh", timeout=CLIENT_TIMEOUT):
+    argv = [tool, "-F", config or lab.ssh_config, host, *cmd]
+    return record(lab.in_client(argv, capture_output=True, env=env, timeout=timeout))
+
+
+def period_now():
+    return int(time.time()) // PERIOD * PERIOD
+
+
+def test_ssh_proxycommand(fresh, record):
+    done = ssh(fresh, record, "lab", "echo hello from $(hostname) via $SSH_CONNECTION")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(b"hello from ") and b"198.18.0.2" in done.stdout
+    assert fresh.door_open()
+
+
+def test_ssh_proxy_use_fdpass(fresh, record):
+    done = ssh(fresh, record, "lab-fdpass", "echo fdpass ok")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"fdpass ok\n"
+
+
+def test_unmapped_host_passes_straight_through(fresh, record):
+    env = {**fresh.client_env()}
+    done = ssh(fresh, record, "open", "echo open port", env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"open port\n"
+    assert not fresh.door_open()  # nothing was knocked
+
+
+def test_no_knock_no_connection(fresh, record):
+    done = record(fresh.in_client(["nc", "-z", "-w", "2", SERVER_IP, "22"], capture_output=True))
+    assert done.returncode != 0
+    assert not fresh.door_open()
+
+
+def test_scp_and_rsync_wrappers(fresh, record, tmp_path):
+    src = tmp_path / "payload with space.bin"
+    src.write_bytes(os.urandom(3 << 20))
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    dst = fresh.path("copied.bin")
+    done = record(
+        fresh.in_client(
+            ["knockssh-scp", "-F", fresh.ssh_config, str(src), f"plain:{dst}"],
+            capture_output=True,
+            timeout=CLIENT_TIMEOUT,
+        )
+    )
+    assert done.returncode == 0, done.stderr
+    assert hashlib.sha256(open(dst, "rb").read()).hexdigest() == digest
+    fresh.close_door()
+    back = tmp_path / "back"
+    done = record(
+        fresh.in_client(
+            ["knockssh-rsync", "-a", "-e", f"ssh -F {fresh.ssh_config}", f"plain:{dst}", str(back)],
+            capture_output=True,
+            timeout=CLIENT_TIMEOUT,
+        )
+    )
+    assert done.returncode == 0, done.stderr
+    assert hashlib.sha256(back.read_bytes()).hexdigest() == digest
+    fresh.close_door()
+    done = record(
+        fresh.in_client(
+            ["knockssh-ssh", "-F", fresh.ssh_config, "plain", "echo", "'a b'", "'$(x)'"],
+            capture_output=True,
+            timeout=CLIENT_TIMEOUT,
+        )
+    )
+    assert done.returncode == 0 and done.stdout == b"a b $(x)\n", done.stderr
+
+
+def _setns(path):
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET, this thread only
+            raise OSError(ctypes.get_errno(), "setns")
+    finally:
+        os.close(fd)
+
+
+def test_paramiko_proxycommand_and_api(fresh, record):
+    paramiko = pytest.importorskip("paramiko", reason="paramiko is in the test extra")
+    key = paramiko.Ed25519Key.from_private_key_file(fresh.path("client_key"))
+
+    def run(sock):
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        client.connect(
+            SERVER_IP,
+            22,
+            "root",
+            pkey=key,
+            sock=sock,
+            look_for_keys=False,
+            allow_agent=False,
+            timeout=20,
+            banner_timeout=20,
+        )
+        try:
+            _, out, _ = client.exec_command("echo paramiko $((6*7))")
+            return out.read()
+        finally:
+            client.close()
+
+    env_prefix = f"env KNOCKSSH_CONFIG={fresh.hosts_toml} "
+    cmd = f"ip netns exec {fresh.client_ns} {env_prefix}knockssh {SERVER_IP} 22"
+    assert run(paramiko.ProxyCommand(cmd)) == b"paramiko 42\n"
+
+    fresh.close_door()
+    result = {}
+
+    def connect_in_client_ns():
+        _setns(f"/run/netns/{fresh.client_ns}")
+        import knockssh
+
+        result["sock"] = knockssh.connect(SERVER_IP, 22, config=fresh.hosts_toml, env={})
+
+    t = threading.Thread(target=connect_in_client_ns)
+    t.start()
+    t.join(30)
+    assert run(result["sock"]) == b"paramiko 42\n"
+
+
+def test_knocks_on_the_wire(fresh, record):
+    """Each TCP knock is exactly one SYN, in order, never retransmitted."""
+    cap = fresh.path("knocks.pcap")
+    tcpdump = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            fresh.server_ns,
+            "tcpdump",
+            "-i",
+            fresh.server_if,
+            "-U",
+            "-n",
+            "-w",
+            cap,
+            "tcp[tcpflags] & tcp-syn != 0 and dst host " + SERVER_IP,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert wait_for(lambda: os.path.exists(cap), 10)
+        expected = (
+            record(
+                fresh.in_client(
+                    ["knockssh", "generate", "ssh"],
+                    capture_output=True,
+                    env={**os.environ, **fresh.rotator_env()},
+                )
+            )
+            .stdout.decode()
+            .split()
+        )
+        done = record(fresh.in_client(["knockssh", "knock", "knocked.lab"], capture_output=True))
+        assert done.returncode == 0, done.stderr
+        assert wait_for(fresh.door_open, 5)
+        time.sleep(1.5)  # proving an absence: the kernel's first SYN retry would come at 1 s
+    finally:
+        tcpdump.terminate()
+        tcpdump.wait(10)
+    dump = subprocess.run(["tcpdump", "-n", "-r", cap], capture_output=True, text=True).stdout
+    ports = [line.split(" > ")[1].split(":")[0].rsplit(".", 1)[1] for line in dump.splitlines()]
+    assert ports == [k.split(":")[0] for k in expected]
+
+
+def test_wrong_secret_fails_within_timeout(fresh, record, tmp_path):
+    bad_secret = tmp_path / "bad.secret"
+    bad_secret.write_text("not-the-right-secret-at-all\n")
+    os.chmod(bad_secret, 0o600)
+    hosts = tmp_path / "hosts.toml"
+    hosts.write_text(
+        f'[[host]]\nmatch = ["knocked.lab"]\nservice = "ssh"\n'
+        f'period = {PERIOD}\nconnect_timeout = 3\nsecret_file = "{bad_secret}"\n'
+    )
+    os.chmod(hosts, 0o600)
+    t = time.monotonic()
+    done = record(
+        fresh.in_client(
+            ["knockssh", "knocked.lab", "22"],
+            capture_output=True,
+            env={**fresh.client_env(), "KNOCKSSH_CONFIG": str(hosts)},
+            stdin=subprocess.DEVNULL,
+        )
+    )
+    elapsed = time.monotonic() - t
+    assert done.returncode == 1 and done.stdout == b""
+    assert elapsed < 3 + 2
+    message = done.stderr.decode()
+    assert "no connection within 3s" in message and "(current)" in message and "(next)" in message
+    assert "secret" in message and message.count("\n") == 1
+    assert not fresh.door_open()
+
+
+def test_knockd_stopped_gives_clear_message(fresh, record):
+    os.kill(fresh.knockd_pid(), 15)
+    assert wait_for(lambda: fresh.knockd_pid() is None, 5)
+    try:
+        hosts = fresh.path("hosts-fast.toml")
+        with open(fresh.hosts_toml) as src:
+            text = src.read().replace("connect_timeout = 6", "connect_timeout = 1.5")
+        fd = os.open(hosts, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, text.encode())
+        os.close(fd)
+        done = record(
+            fresh.in_client(
+                ["knockssh", "knocked.lab", "22"],
+                capture_output=True,
+                env={**fresh.client_env(), "KNOCKSSH_CONFIG": hosts},
+                stdin=subprocess.DEVNULL,
+            )
+        )
+        assert done.returncode == 1 and b"knockd" in done.stderr and b"port 22" in done.stderr
+    finally:
+        fresh.start_knockd()
+
+
+def test_sshd_down_gives_clear_message(fresh, record):
+    # the door opens (knockd is up) but nothing listens: refused, quickly and clearly
+    fresh.stop_sshd()
+    assert wait_for(
+        lambda: (
+            record(fresh.in_server(["ss", "-ltn"], capture_output=True)).stdout.count(b":22 ") == 0
+        ),
+        5,
+    )
+    try:
+        done = record(
+            fresh.in_client(
+                ["knockssh", "knocked.lab", "22"],
+                capture_output=True,
+                stdin=subprocess.DEVNULL,
+                timeout=CLIENT_TIMEOUT,
+            )
+        )
+        assert done.returncode == 1 and b"no connection" in done.stderr
+        assert fresh.door_open()
+    finally:
+        fresh._sshd()
+
+
+def test_rotation_by_sighup(fresh, record):
+    pid = fresh.knockd_pid()
+    now = period_now()
+    # open the door with the current sequence just before the rotation
+    done = record(fresh.in_client(["knockssh", "knock", "knocked.lab"], capture_output=True))
+    assert done.returncode == 0 and wait_for(fresh.door_open, 5)
+    # rotate to the next period (as the server will at the boundary)
+    done = record(fresh.rotate(at=now + PERIOD, extra=["-v"]))
+    assert "ssh_ROTATOR: changed" in done.stdout and "re-read" in done.stdout
+    assert fresh.knockd_pid() == pid  # reloaded, not restarted
+    # the door opened before the rotation still closes (knockd's stop_command child
+    # survived the reload; a restart would have killed it and left the door open)
+    assert wait_for(lambda: not fresh.door_open(), CMD_TIMEOUT + 5)
+    # the old sequence no longer opens it; the new one does
+    done = record(
+        fresh.in_client(["knockssh", "knock", "knocked.lab", "--offset", "0"], capture_output=True)
+    )
+    assert done.returncode == 0
+    assert not wait_for(fresh.door_open, 1.5)
+    done = record(
+        fresh.in_client(["knockssh", "knock", "knocked.lab", "--offset", "1"], capture_output=True)
+    )
+    assert wait_for(fresh.door_open, 5)
+    assert fresh.knockd_pid() == pid
+
+
+def test_bad_knockd_conf_is_refused_and_knockd_survives(fresh, record):
+    pid = fresh.knockd_pid()
+    original = read(fresh.knockd_conf)
+    broken = original.replace("tcpflags      = syn", "tcpflags      = syn,bogus")
+    fd = os.open(fresh.knockd_conf, os.O_WRONLY | os.O_TRUNC)
+    os.write(fd, broken.encode())
+    os.close(fd)
+    try:
+        done = record(fresh.rotate(at=period_now() + PERIOD, check=False))
+        assert done.returncode == 1
+        assert "knockd.conf: line" in done.stderr and "tcp flag" in done.stderr
+        assert read(fresh.knockd_conf) == broken  # untouched
+        assert fresh.knockd_pid() == pid
+    finally:
+        fd = os.open(fresh.knockd_conf, os.O_WRONLY | os.O_TRUNC)
+        os.write(fd, original.encode())
+        os.close(fd)
+
+
+def test_client_past_boundary_falls_back_to_previous(fresh, record):
+    # the server is still on this period; the client's clock is 5 s into the next
+    t = period_now() + PERIOD + 5
+    done = record(
+        fresh.in_client(
+            ["faketime", f"@{t}", "knockssh", "-v", "knocked.lab", "22"],
+            capture_output=True,
+            input=b"SSH-2.0-probe\r\n",
+            timeout=CLIENT_TIMEOUT,
+        )
+    )
+    assert b"(previous)" in done.stderr and b"door open" in done.stderr, done.stderr
+    assert done.stdout.startswith(b"SSH-2.0-OpenSSH")
+
+
+def test_grace_keeps_previous_sequence(fresh, record):
+    boundary = period_now() + PERIOD
+    done = record(fresh.rotate(at=boundary + 10, extra=["--grace", "600"]))
+    assert "grace" in done.stdout and "_GRACE" in read(fresh.knockd_conf)
+    # a client still on the previous period gets in during the grace window
+    done = record(
+        fresh.in_client(["knockssh", "knock", "knocked.lab", "--offset", "0"], capture_output=True)
+    )
+    assert wait_for(fresh.door_open, 5)
+    fresh.close_door()
+    # after the window the twin is gone and the previous sequence stops working
+    done = record(fresh.rotate(at=boundary + 700, extra=["--grace", "600"]))
+    assert "_GRACE" not in read(fresh.knockd_conf)
+    record(
+        fresh.in_client(["knockssh", "knock", "knocked.lab", "--offset", "0"], capture_output=True)
+    )
+    assert not wait_for(fresh.door_open, 1.5)
+
+
+def test_packet_loss(fresh, record):
+    """A tenth of the client's packets (knocks, SYNs, data) are lost on the way out.
+
+    tc netem is not in this kernel (no sch_netem), so the loss is made with the
+    iptables statistic match in the client namespace, before knockd's capture.
+    """
+    drop = [
+        "OUTPUT",
+        "-o",
+        fresh.client_if,
+        "-m",
+        "statistic",
+        "--mode",
+        "random",
+        "--probability",
+        "0.1",
+        "-j",
+        "DROP",
+    ]
+    subprocess.run(["ip", "netns", "exec", fresh.client_ns, "iptables", "-A", *drop], check=True)
+    try:
+        outcomes = []
+        for _ in range(4):
+            fresh.close_door()
+            t = time.monotonic()
+            done = record(
+                fresh.in_client(
+                    ["ssh", "-F", fresh.ssh_config, "lab", "echo", "ok"],
+                    capture_output=True,
+                    timeout=CLIENT_TIMEOUT,
+                )
+            )
+            elapsed = time.monotonic() - t
+            assert elapsed < 6 + 15  # connect_timeout plus ssh's own exchange under loss
+            if done.returncode == 0:
+                outcomes.append(done.stdout == b"ok\n")
+            else:  # a failure says why, in one line
+                assert b"knockssh:" in done.stderr or b"ssh" in done.stderr, done.stderr
+                outcomes.append(False)
+        assert any(outcomes)
+    finally:
+        subprocess.run(
+            ["ip", "netns", "exec", fresh.client_ns, "iptables", "-D", *drop], check=False
+        )
+
+
+def test_bad_mapping_file_one_line_error(fresh, record, tmp_path):
+    hosts = tmp_path / "hosts.toml"
+    hosts.write_text('[[host]]\nmatch = ["knocked.lab"]\nservice = "ssh"\nperiodd = 5\n')
+    done = record(
+        fresh.in_client(
+            ["ssh", "-F", fresh.ssh_config, "lab", "true"],
+            capture_output=True,
+            env={**fresh.client_env(), "KNOCKSSH_CONFIG": str(hosts)},
+        )
+    )
+    assert done.returncode == 255
+    assert (
+        f"knockssh: {hosts}: host entry 1 (knocked.lab): unknown key 'periodd'".encode()
+        in done.stderr
+    )
+    assert b"Traceback" not in done.stderr
+
+
+def test_nftables_firewall(record):
+    other = Lab(new_name())
+    other.up("nftables")
+    try:
+        assert not other.door_open()
+        done = ssh(other, record, "lab", "echo nft ok")
+        assert done.returncode == 0 and done.stdout == b"nft ok\n", done.stderr
+        assert other.door_open()
+    finally:
+        other.down()
+    assert not os.path.exists(other.dir)
