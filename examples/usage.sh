@@ -1,0 +1,11 @@
+#!/bin/sh
+# Shell usage of knockssh (secrets come from files or the environment, never argv).
+export KNOCKD_ROTATOR_SECRET="$(cat ~/.config/knockssh/bastion.secret)"
+knockssh generate ssh                  # this period's sequence, one line
+knockssh generate ssh --offset -1      # the previous period's
+knockssh knock bastion.example.org     # knock only (mapping file entry)
+knockssh knock 203.0.113.7 ssh         # knockd_rotator's argument order
+knockssh check                         # validate hosts.toml, show entropy and next rotation
+knockssh-ssh bastion.example.org uptime
+knockssh-scp ./file bastion.example.org:/tmp/
+knockssh-rsync -a -e "ssh -p 2222" ./dir/ bastion.example.org:dir/
