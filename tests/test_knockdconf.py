@@ -22,7 +22,9 @@ SHAPES = {
     "lf": "[options]\n\tUseSyslog\n\n[ssh_ROTATOR]\n\tsequence = 1:tcp,2:tcp\n\ttcpflags = syn\n",
     "crlf": "[options]\r\n  logfile = /var/log/knockd.log\r\n[ssh_ROTATOR]\r\nSequence=1,2\r\n",
     "no final newline": "[ssh_ROTATOR]\n  SEQUENCE   =   7:udp  ",
-    "comments and case": "# hi\n  # [fake_ROTATOR]\n[ssh_ROTATOR]\n  # sequence = 9\n  SeQuEnCe\t=\t3:tcp\n",
+    "comments and case": (
+        "# hi\n  # [fake_ROTATOR]\n[ssh_ROTATOR]\n  # sequence = 9\n  SeQuEnCe\t=\t3:tcp\n"
+    ),
     "static after rotator": "[a_ROTATOR]\nsequence = 1\n[static]\nsequence = 7000,8000:udp\n",
     "two rotators": "[a_ROTATOR]\nsequence=1\n\n[b_ROTATOR]\n  sequence = 2\n",
 }
@@ -103,7 +105,10 @@ def test_knockd_trims_like_c_isspace():
 
 
 def test_grace_twin_added_then_removed():
-    text = "[ssh_ROTATOR]\n  sequence = 1\n  tcpflags = syn\n  start_command = x %IP%\n\n[s]\nsequence=9\n"
+    text = (
+        "[ssh_ROTATOR]\n  sequence = 1\n  tcpflags = syn\n  start_command = x %IP%\n"
+        "\n[s]\nsequence=9\n"
+    )
     in_grace = rotate(text, S, START + 60, grace=300)
     assert in_grace.grace_until == START + 300
     twin = [s for s in knockdconf.parse(in_grace.text) if s.name == "ssh_ROTATOR_GRACE"]

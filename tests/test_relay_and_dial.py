@@ -123,7 +123,7 @@ def test_refused_direct_connection_fails_fast(tmp_path):
 
 def test_fdpass_requires_socket_stdout(tmp_path):
     p = proxy(9, tmp_path, "--fdpass")
-    out, err = p.communicate(timeout=30)
+    _, err = p.communicate(timeout=30)
     assert p.returncode == 2 and b"ProxyUseFdpass" in err
 
 

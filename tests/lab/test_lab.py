@@ -64,7 +64,8 @@ def test_scp_and_rsync_wrappers(fresh, record, tmp_path):
         )
     )
     assert done.returncode == 0, done.stderr
-    assert hashlib.sha256(open(dst, "rb").read()).hexdigest() == digest
+    with open(dst, "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == digest
     fresh.close_door()
     back = tmp_path / "back"
     done = record(
