@@ -16,7 +16,7 @@ __all__ = ["KnocksshError", "connect"]
 
 def __getattr__(name: str) -> Any:
     if name == "connect":
-        from .connect import connect
+        from .client import connect
 
         return connect
     if name == "KnocksshError":

@@ -109,7 +109,7 @@ def _proxy(args: list[str], log: Log) -> int:
         raise UsageError(f"port {port} is outside 1-65535")
     if host.startswith("-") or not host:
         raise UsageError(f"refusing host name {host!r}")
-    from .connect import connect
+    from .client import connect
     from .relay import is_socket, pass_fd, relay
 
     if opts.get("fdpass") and not is_socket(1):
@@ -175,7 +175,7 @@ def _knock(args: list[str], log: Log) -> int:
     host = positionals[0]
     service = opts.get("service") or (positionals[1] if len(positionals) == 2 else None)
     from . import mapping
-    from .connect import resolve
+    from .client import resolve
     from .knock import send_knocks
     from .plan import attempts
 

@@ -12,7 +12,7 @@ import time
 import pytest
 from helpers import ROOT
 
-from knockssh import connect as connect_mod
+from knockssh import client as connect_mod
 from knockssh import dial, mapping
 from knockssh.errors import KnocksshError
 from knockssh.log import Log
