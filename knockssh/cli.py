@@ -11,7 +11,7 @@ from .log import NORMAL, QUIET, VERBOSE, Log
 
 USAGE = """\
 usage: knockssh [-4|-6] [--config PATH] [--fdpass] [--offset N] [-v|-q] HOST PORT
-       knockssh generate SERVICE [--offset N] [--at UNIX_SECONDS]
+       knockssh generate SERVICE [--offset N] [--at UNIX_SECONDS]   (or --service S)
        knockssh knock HOST [SERVICE] [--service S] [--offset N] [-4|-6] [--config PATH]
        knockssh check [HOST] [--config PATH]
 
@@ -174,8 +174,10 @@ def _knock(args: list[str], log: Log) -> int:
         raise UsageError("usage: knockssh knock HOST [SERVICE] [--service S] [--offset N]")
     host = positionals[0]
     service = opts.get("service") or (positionals[1] if len(positionals) == 2 else None)
+    import time
+
     from . import mapping
-    from .client import resolve
+    from .client import addresses_for, knock_delay
     from .knock import send_knocks
     from .plan import attempts
 
@@ -189,13 +191,9 @@ def _knock(args: list[str], log: Log) -> int:
     if entry is None:
         raise KnocksshError(f"{host}: not in the mapping file; name a SERVICE to knock")
     offset = _offset(opts)
-    import time
-
     chosen = attempts(entry, os.environ, time.time(), 0 if offset is None else offset)[0]
-    target = entry.get("knock_host") or host
-    fam, sockaddr = resolve(target, 0, _family(opts))[0]
-    delay = float(entry.get("knock_delay_ms", 1.0)) / 1000
-    send_knocks(fam, sockaddr, chosen.knocks, delay)
+    _, (fam, sockaddr) = addresses_for(entry, host, 0, _family(opts))
+    send_knocks(fam, sockaddr, chosen.knocks, knock_delay(entry))
     log.info(f"knocked {len(chosen.knocks)} ports at {sockaddr[0]}, {chosen.label}")
     return 0
 

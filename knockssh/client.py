@@ -27,6 +27,21 @@ def resolve(host: str, port: int, family: int) -> list[tuple[int, Sockaddr]]:
     return [(info[0], info[4]) for info in infos]
 
 
+def knock_delay(entry: mapping.HostEntry) -> float:
+    """Seconds between two knocks."""
+    return float(entry.get("knock_delay_ms", DEFAULT_KNOCK_DELAY_MS)) / 1000
+
+
+def addresses_for(
+    entry: mapping.HostEntry, host: str, port: int, family: int
+) -> tuple[tuple[int, Sockaddr], tuple[int, Sockaddr]]:
+    """Where to connect, and where to knock: ``knock_host`` (same family), else the same."""
+    target = resolve(host, port, family)[0]
+    if entry.get("knock_host"):
+        return target, resolve(entry.get("knock_host"), port, target[0])[0]
+    return target, target
+
+
 def connect(
     host: str,
     port: int = 22,
@@ -86,12 +101,9 @@ def knock_and_connect(
     t = time.monotonic()
     tries = plan_attempts(entry, env, time.time() if at is None else at, offset)
     log.step(f"computed {len(tries)} sequence(s) of {len(tries[0].knocks)} knocks", t)
-    fam, sockaddr = resolve(host, port, family)[0]
-    knock_fam, knock_addr = fam, sockaddr
-    if entry.get("knock_host"):
-        knock_fam, knock_addr = resolve(entry.get("knock_host"), port, fam)[0]
+    (fam, sockaddr), (knock_fam, knock_addr) = addresses_for(entry, host, port, family)
     timeout = float(entry.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
-    delay = float(entry.get("knock_delay_ms", DEFAULT_KNOCK_DELAY_MS)) / 1000
+    delay = knock_delay(entry)
     deadline = time.monotonic() + timeout
     # rounds over the periods in order, so a knock lost on the way is sent again
     window = max(MIN_WINDOW, timeout / (ROUNDS * len(tries)))

@@ -9,6 +9,7 @@ earlier ones pending: whichever completes first wins, the others are closed.
 from __future__ import annotations
 
 import errno
+import os
 import select
 import socket
 import time
@@ -45,7 +46,7 @@ def dial(family: int, sockaddr: Sockaddr, timeout: float, retry: bool = True) ->
                     poller.register(s, select.POLLOUT)
                 else:
                     s.close()
-                    last_error = OSError(code, _strerror(code))
+                    last_error = OSError(code, os.strerror(code))
                     if not retry:
                         raise last_error
                 next_start = now + interval if retry else deadline
@@ -59,15 +60,9 @@ def dial(family: int, sockaddr: Sockaddr, timeout: float, retry: bool = True) ->
                     s.setblocking(True)
                     return s
                 s.close()
-                last_error = OSError(code, _strerror(code))
+                last_error = OSError(code, os.strerror(code))
                 if not retry:
                     raise last_error
     finally:
         for s in pending.values():
             s.close()
-
-
-def _strerror(code: int) -> str:
-    import os
-
-    return os.strerror(code)

@@ -184,7 +184,7 @@ class SystemdReloader(Reloader):
 
     def _main_pid(self) -> int:
         out = self._systemctl("show", "--property=MainPID", "--value", self.unit).stdout
-        return int(out.strip() or 0) if out.strip().isdigit() else 0
+        return int(out) if out.strip().isdigit() else 0
 
     def reload(self) -> None:
         done = self._systemctl("reload", self.unit)

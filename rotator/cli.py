@@ -10,8 +10,8 @@ import time
 
 from . import apply, knockdconf
 from .knockdconf import ConfError
-from .rotation import extra_runs, rotate
-from .scheme import SchemeError, settings_from_env, validate
+from .rotation import Rotation, extra_runs, rotate
+from .scheme import SchemeError, Settings, settings_from_env, validate
 
 DEFAULT_CONFIG = "/etc/knockd.conf"
 
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace, out: Out) -> int:
     return 0
 
 
-def _report(rotation, path: str, out: Out, dry: bool) -> int:  # type: ignore[no-untyped-def]
+def _report(rotation: Rotation, path: str, out: Out, dry: bool) -> int:
     if not rotation.sections:
         out.say(f"{path}: no *_ROTATOR section: nothing to do")
         return 0
@@ -157,7 +157,7 @@ def _logfile(text: str) -> str | None:
     return None
 
 
-def _schedule(args: argparse.Namespace, out: Out, now: float, settings) -> None:  # type: ignore[no-untyped-def]
+def _schedule(args: argparse.Namespace, out: Out, now: float, settings: Settings) -> None:
     runs = extra_runs(now, settings, args.grace)
     if not runs or args.no_schedule or args.dry_run:
         return

@@ -149,7 +149,7 @@ def test_fdpass_hands_over_a_connected_socket(tmp_path):
     server.join()
 
 
-def test_dial_retries_until_the_door_opens():
+def test_dial_retries_until_the_door_opens(monkeypatch):
     """A port that refuses at first and listens later: dial keeps trying and wins."""
     probe = socket.socket()
     probe.bind(("127.0.0.1", 0))
@@ -175,11 +175,8 @@ def test_dial_retries_until_the_door_opens():
             opened.set()  # the door opens while attempts are under way
         return original(self, addr)
 
-    socket.socket.connect_ex = counting
-    try:
-        sock = dial.dial(socket.AF_INET, ("127.0.0.1", port), 5)
-    finally:
-        socket.socket.connect_ex = original
+    monkeypatch.setattr(socket.socket, "connect_ex", counting)
+    sock = dial.dial(socket.AF_INET, ("127.0.0.1", port), 5)
     sock.close()
     t.join(5)
     assert len(calls) >= 3

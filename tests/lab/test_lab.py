@@ -38,8 +38,7 @@ def test_ssh_proxy_use_fdpass(fresh, record):
 
 
 def test_unmapped_host_passes_straight_through(fresh, record):
-    env = {**fresh.client_env()}
-    done = ssh(fresh, record, "open", "echo open port", env=env)
+    done = ssh(fresh, record, "open", "echo open port")
     assert done.returncode == 0, done.stderr
     assert done.stdout == b"open port\n"
     assert not fresh.door_open()  # nothing was knocked
@@ -342,7 +341,7 @@ def test_grace_keeps_previous_sequence(fresh, record):
 
 
 def test_packet_loss(fresh, record):
-    """A tenth of the client's packets (knocks, SYNs, data) are lost on the way out.
+    """One in twenty of the client's packets (knocks, SYNs, data) are lost on the way out.
 
     tc netem is not in this kernel (no sch_netem), so the loss is made with the
     iptables statistic match in the client namespace, before knockd's capture.
@@ -356,7 +355,7 @@ def test_packet_loss(fresh, record):
         "--mode",
         "random",
         "--probability",
-        "0.1",
+        "0.05",
         "-j",
         "DROP",
     ]
@@ -377,8 +376,8 @@ def test_packet_loss(fresh, record):
             assert elapsed < 6 + 15  # connect_timeout plus ssh's own exchange under loss
             if done.returncode == 0:
                 outcomes.append(done.stdout == b"ok\n")
-            else:  # a failure says why, in one line
-                assert b"knockssh:" in done.stderr or b"ssh" in done.stderr, done.stderr
+            else:  # a failure says why (knockssh's line, or ssh's own), never a traceback
+                assert done.stderr.strip() and b"Traceback" not in done.stderr, done.stderr
                 outcomes.append(False)
         assert any(outcomes)
     finally:
