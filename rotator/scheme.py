@@ -7,8 +7,13 @@ library only. This file can be copied alone onto any machine with Python 3.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import NamedTuple
+
+TYPE_CHECKING = False  # typing costs more start-up time than this whole module
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+    from typing import Any, Union
+
+    Ports = Union[tuple[int, ...], "PortList"]
 
 SUFFIX = "_ROTATOR"
 MIN_SECRET_CHARS = 10
@@ -32,21 +37,61 @@ class SchemeError(ValueError):
     """A setting or input the scheme refuses; the message is meant for users."""
 
 
-class Knock(NamedTuple):
-    port: int
-    proto: str  # "tcp" or "udp"
+class Knock(tuple[int, str]):
+    """One knock: ``(port, proto)`` with proto "tcp" or "udp"; compares equal to that tuple."""
+
+    __slots__ = ()
+
+    def __new__(cls, port: int, proto: str = "tcp") -> Knock:
+        return super().__new__(cls, (port, proto))
+
+    @property
+    def port(self) -> int:
+        return self[0]
+
+    @property
+    def proto(self) -> str:
+        return self[1]
+
+    def __repr__(self) -> str:
+        return f"Knock(port={self[0]}, proto={self[1]!r})"
 
     def __str__(self) -> str:
-        return f"{self.port}:{self.proto}"
+        return f"{self[0]}:{self[1]}"
 
 
-class Settings(NamedTuple):
-    secret: str
-    length: int = 10
-    ports: tuple[int, ...] = ()
-    period: int = 21600
-    proto_modulo: int = 0
-    server_interval: int = 3600
+class Settings:
+    """Everything that shapes a sequence. Plain slots, not a NamedTuple: see TYPE_CHECKING."""
+
+    __slots__ = ("length", "period", "ports", "proto_modulo", "secret", "server_interval")
+
+    def __init__(
+        self,
+        secret: str,
+        length: int = 10,
+        ports: Ports = (),
+        period: int = 21600,
+        proto_modulo: int = 0,
+        server_interval: int = 3600,
+    ) -> None:
+        self.secret = secret
+        self.length = length
+        self.ports = ports
+        self.period = period
+        self.proto_modulo = proto_modulo
+        self.server_interval = server_interval
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Settings) and self._values() == other._values()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable: no hashing
+
+    def replace(self, **changes: object) -> Settings:
+        values = {name: getattr(self, name) for name in self.__slots__}
+        return Settings(**{**values, **changes})
 
     def __repr__(self) -> str:  # never show the secret
         return (
@@ -75,9 +120,53 @@ def next_boundary(at: float, period: int) -> int:
 # -- port specs ------------------------------------------------------------
 
 
-def parse_port_spec(spec: str) -> tuple[int, ...]:
+class PortList:
+    """Sorted, distinct ports held as inclusive ranges.
+
+    Indexing, ``len`` and iteration behave as on the tuple of every port, without
+    building it: the legacy default holds 63 537 ports, milliseconds to build and
+    sort at every connection. Compares equal to that tuple.
+    """
+
+    __slots__ = ("_size", "_spans")
+
+    def __init__(self, spans: tuple[tuple[int, int], ...]) -> None:
+        self._spans = spans  # sorted, disjoint (low, high) pairs
+        self._size = sum(high - low + 1 for low, high in spans)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, index: int) -> int:
+        if index < 0:
+            index += self._size
+        if not 0 <= index < self._size:
+            raise IndexError("port index out of range")
+        for low, high in self._spans:
+            if index <= high - low:
+                return low + index
+            index -= high - low + 1
+        raise AssertionError("unreachable: the size covers every span")
+
+    def __iter__(self) -> Iterator[int]:
+        for low, high in self._spans:
+            yield from range(low, high + 1)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (PortList, tuple)):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # equal to tuples: no hash of its own
+
+    def __repr__(self) -> str:
+        spec = ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in self._spans)
+        return f"PortList({spec!r})"
+
+
+def parse_port_spec(spec: str) -> PortList:
     """``"2000-3000,4000"`` -> sorted ports; ranges include both ends; duplicates refused."""
-    ports: list[int] = []
+    spans: list[tuple[int, int]] = []
     for raw in spec.split(","):
         part = raw.strip()
         if not part:
@@ -87,14 +176,18 @@ def parse_port_spec(spec: str) -> tuple[int, ...]:
             lo, hi = _port_number(lo_text, spec), _port_number(hi_text, spec)
             if lo > hi:
                 raise SchemeError(f"range {part!r} runs backwards in port list {spec!r}")
-            ports.extend(range(lo, hi + 1))
+            spans.append((lo, hi))
         else:
-            ports.append(_port_number(part, spec))
-    if len(set(ports)) != len(ports):
-        raise SchemeError(f"duplicate ports (or overlapping ranges) in port list {spec!r}")
+            port = _port_number(part, spec)
+            spans.append((port, port))
+    spans.sort()
+    for (_, previous_high), (low, _) in zip(spans, spans[1:]):
+        if low <= previous_high:
+            raise SchemeError(f"duplicate ports (or overlapping ranges) in port list {spec!r}")
+    ports = PortList(tuple(spans))
     if len(ports) < 2:
         raise SchemeError(f"port list {spec!r} must hold at least 2 ports")
-    return tuple(sorted(ports))
+    return ports
 
 
 def _port_number(text: str, spec: str) -> int:
@@ -189,8 +282,7 @@ def derive(settings: Settings, service: str, start: int) -> tuple[Knock, ...]:
     Raises SchemeError when the sequence would hold a port knockd cannot use
     (65536 from the legacy default port list).
     """
-    from hashlib import sha256
-
+    sha256 = _sha256()
     seed = f"{start}{rotator_name(service)}{settings.secret}"
     ports = settings.ports
     knocks = []
@@ -206,6 +298,19 @@ def derive(settings: Settings, service: str, start: int) -> tuple[Knock, ...]:
         mod = settings.proto_modulo
         knocks.append(Knock(port, "tcp" if mod == 0 or port % mod == 0 else "udp"))
     return tuple(knocks)
+
+
+def _sha256() -> Any:
+    """hashlib loads OpenSSL (milliseconds at every ssh connection); CPython's own
+    SHA-256 module gives the same digests and loads in microseconds."""
+    try:
+        from _sha2 import sha256  # type: ignore[import-not-found]  # CPython >= 3.12
+    except ImportError:
+        try:
+            from _sha256 import sha256  # type: ignore[import-not-found]  # CPython < 3.12
+        except ImportError:
+            from hashlib import sha256
+    return sha256
 
 
 def client_form(knocks: tuple[Knock, ...]) -> str:

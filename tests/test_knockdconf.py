@@ -135,7 +135,7 @@ def test_unknowable_period_writes_nothing():
 
 
 def test_extra_runs():
-    s = S._replace(period=21600, server_interval=3600)
+    s = S.replace(period=21600, server_interval=3600)
     assert extra_runs(START + 100, s) == []
     assert extra_runs(START + 21600 - 100, s) == [START + 21600]
     assert extra_runs(START + 21600 - 100, s, grace=600) == [START + 21600, START + 21600 + 600]

@@ -109,6 +109,27 @@ def test_period_math():
 def test_port_spec_parsing():
     assert scheme.parse_port_spec("5000-5002, 4000 ,2000") == (2000, 4000, 5000, 5001, 5002)
     assert len(scheme.parse_port_spec("2000-65536")) == 63537  # legacy length kept
+    assert scheme.parse_port_spec("5-6,1-2") == (1, 2, 5, 6)  # touching is not overlapping
+    with pytest.raises(SchemeError, match="duplicate"):
+        scheme.parse_port_spec("1-5,5-9")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 300), st.integers(0, 40)), min_size=1, max_size=6))
+def test_port_list_acts_as_the_tuple_of_every_port(items):
+    spec = ",".join(f"{lo}-{lo + width}" if width else str(lo) for lo, width in items)
+    every = [p for lo, width in items for p in range(lo, lo + width + 1)]
+    if len(set(every)) != len(every) or len(every) < 2:
+        with pytest.raises(SchemeError):
+            scheme.parse_port_spec(spec)
+        return
+    ports, expected = scheme.parse_port_spec(spec), tuple(sorted(every))
+    assert ports == expected and expected == ports and tuple(ports) == expected
+    assert len(ports) == len(expected)
+    assert [ports[i] for i in range(-len(expected), len(expected))] == list(expected * 2)
+    for outside in (len(expected), -len(expected) - 1):
+        with pytest.raises(IndexError):
+            ports[outside]
 
 
 @pytest.mark.parametrize(
