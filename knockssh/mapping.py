@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
-from typing import Any, NamedTuple
 
 from .errors import KnocksshError
 from .patterns import check_pattern, matches
+
+TYPE_CHECKING = False  # typing and tomllib cost more start-up time than all of knockssh
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 TUNABLES = {  # key -> (types, check, description)
     "period": (int, lambda v: v > 0, "a positive whole number of seconds"),
@@ -23,13 +26,21 @@ HOST_KEYS = {"match", "service", "sequence", "knock_host", *SECRET_KEYS, *TUNABL
 DEFAULT_KEYS = HOST_KEYS - {"match", "sequence"}
 
 
-class HostEntry(NamedTuple):
+class HostEntry:
     """One ``[[host]]`` entry merged over ``[defaults]``; the secret is not read yet."""
 
-    path: str
-    number: int  # 1-based, for messages
-    patterns: tuple[str, ...]
-    values: Mapping[str, Any]
+    __slots__ = ("number", "path", "patterns", "values")
+
+    def __init__(
+        self, path: str, number: int, patterns: tuple[str, ...], values: Mapping[str, Any]
+    ) -> None:
+        self.path = path
+        self.number = number  # 1-based, for messages
+        self.patterns = patterns
+        self.values = values
+
+    def __repr__(self) -> str:  # values may hold a secret
+        return f"HostEntry({self.label!r})"
 
     @property
     def label(self) -> str:
@@ -47,9 +58,12 @@ class HostEntry(NamedTuple):
         return self.values.get(key, default)
 
 
-class HostMap(NamedTuple):
-    path: str
-    entries: tuple[HostEntry, ...]
+class HostMap:
+    __slots__ = ("entries", "path")
+
+    def __init__(self, path: str, entries: tuple[HostEntry, ...]) -> None:
+        self.path = path
+        self.entries = entries
 
     def lookup(self, host: str) -> HostEntry | None:
         for entry in self.entries:
@@ -85,6 +99,11 @@ def load(cli_path: str | None = None, env: Mapping[str, str] | None = None) -> H
 
 
 def _toml_loads(text: str) -> dict[str, Any]:
+    from .toml_subset import loads
+
+    doc = loads(text)
+    if doc is not None:
+        return doc
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - exercised on old interpreters only
