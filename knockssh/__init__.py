@@ -6,8 +6,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False  # importing typing would cost more than the whole ProxyCommand path
 if TYPE_CHECKING:
     from typing import Any
 

@@ -86,11 +86,11 @@ def _level(opts: dict[str, object]) -> int:
 
 
 def _family(opts: dict[str, object]) -> int:
-    import socket
+    from .net import AF_INET, AF_INET6
 
     if opts.get("ipv4") and opts.get("ipv6"):
         raise UsageError("-4 and -6 exclude each other")
-    return socket.AF_INET if opts.get("ipv4") else socket.AF_INET6 if opts.get("ipv6") else 0
+    return AF_INET if opts.get("ipv4") else AF_INET6 if opts.get("ipv6") else 0
 
 
 def _offset(opts: dict[str, object]) -> int | None:
@@ -109,12 +109,12 @@ def _proxy(args: list[str], log: Log) -> int:
         raise UsageError(f"port {port} is outside 1-65535")
     if host.startswith("-") or not host:
         raise UsageError(f"refusing host name {host!r}")
-    from .client import connect
+    from .client import open_connection
     from .relay import is_socket, pass_fd, relay
 
     if opts.get("fdpass") and not is_socket(1):
         raise UsageError("--fdpass needs ProxyUseFdpass yes (stdout is not a socket)")
-    sock = connect(
+    sock = open_connection(
         host,
         port,
         config=opts.get("config"),  # type: ignore[arg-type]

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
-from collections.abc import Mapping
 
 from . import mapping
 from .dial import dial
 from .errors import KnocksshError
-from .knock import Sockaddr, send_knocks
+from .knock import send_knocks
 from .log import QUIET, Log
+from .net import SOCK_STREAM, RawSocket, gaierror, getaddrinfo, public
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import Mapping
+
+    from .net import Sockaddr
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_KNOCK_DELAY_MS = 1.0
@@ -21,10 +27,9 @@ MIN_WINDOW = 0.5  # seconds to wait for the door after one knock sequence
 
 def resolve(host: str, port: int, family: int) -> list[tuple[int, Sockaddr]]:
     try:
-        infos = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
-    except socket.gaierror as exc:
+        return getaddrinfo(host, port, family, SOCK_STREAM)
+    except gaierror as exc:
         raise KnocksshError(f"{host}: cannot resolve: {exc.strerror}") from None
-    return [(info[0], info[4]) for info in infos]
 
 
 def knock_delay(entry: mapping.HostEntry) -> float:
@@ -58,6 +63,25 @@ def connect(
     Usable as paramiko's ``sock=``. An unmapped host is connected without knocking.
     Raises KnocksshError with a message meant for users.
     """
+    return public(
+        open_connection(
+            host, port, config=config, family=family, offset=offset, env=env, log=log, at=at
+        )
+    )
+
+
+def open_connection(
+    host: str,
+    port: int,
+    *,
+    config: str | None = None,
+    family: int = 0,
+    offset: int | None = None,
+    env: Mapping[str, str] | None = None,
+    log: Log | None = None,
+    at: float | None = None,
+) -> RawSocket:
+    """connect() for the ProxyCommand path: the connection as a plain ``_socket`` object."""
     env = os.environ if env is None else env
     log = log or Log(QUIET)
     t = time.monotonic()
@@ -69,7 +93,7 @@ def connect(
     return knock_and_connect(entry, host, port, family, offset, env, log, at)
 
 
-def _direct(host: str, port: int, family: int, timeout: float, log: Log) -> socket.socket:
+def _direct(host: str, port: int, family: int, timeout: float, log: Log) -> RawSocket:
     deadline = time.monotonic() + timeout
     addresses = resolve(host, port, family)
     error: OSError | None = None
@@ -95,7 +119,7 @@ def knock_and_connect(
     env: Mapping[str, str],
     log: Log,
     at: float | None = None,
-) -> socket.socket:
+) -> RawSocket:
     from .plan import attempts as plan_attempts
 
     t = time.monotonic()

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import socket
 import time
-from collections.abc import Iterable
-from typing import Any
 
-from rotator.scheme import Knock
+from .net import SOCK_DGRAM, SOCK_STREAM, RawSocket, with_port
 
-Sockaddr = Any  # (host, port) or (host, port, flowinfo, scope_id)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
+    from rotator.scheme import Knock
 
-def with_port(sockaddr: Sockaddr, port: int) -> Sockaddr:
-    return (sockaddr[0], port, *sockaddr[2:])
+    from .net import Sockaddr
 
 
 def send_knocks(
@@ -30,15 +29,15 @@ def send_knocks(
             time.sleep(delay)
         target = with_port(sockaddr, knock.port)
         if knock.proto == "udp":
-            with socket.socket(family, socket.SOCK_DGRAM) as s:
-                try:
-                    s.sendto(b"", target)
-                except OSError:
-                    pass  # e.g. an ICMP error from an earlier datagram: the packet is out
+            s = RawSocket(family, SOCK_DGRAM)
+            try:
+                s.sendto(b"", target)
+            except OSError:
+                pass  # e.g. an ICMP error from an earlier datagram: the packet is out
         else:
-            s = socket.socket(family, socket.SOCK_STREAM)
+            s = RawSocket(family, SOCK_STREAM)
             s.setblocking(False)
             s.connect_ex(target)  # EINPROGRESS: the SYN has left
-            s.close()
+        s.close()
         sent += 1
     return sent

@@ -3,21 +3,31 @@ previous one, then the next (clock skew, a server that has not rotated yet)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import NamedTuple
-
 from rotator import scheme
 
 from .errors import KnocksshError
-from .mapping import HostEntry
 from .secrets import resolve
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from .mapping import HostEntry
 
 FALLBACK_OFFSETS = (0, -1, 1)
 
 
-class Attempt(NamedTuple):
-    label: str  # "period 1763784000 (current)" or "static sequence"
-    knocks: tuple[scheme.Knock, ...]
+class Attempt:
+    """One sequence to knock and what to call it in messages."""
+
+    __slots__ = ("knocks", "label")
+
+    def __init__(self, label: str, knocks: tuple[scheme.Knock, ...]) -> None:
+        self.label = label  # "period 1763784000 (current)" or "static sequence"
+        self.knocks = knocks
+
+    def __repr__(self) -> str:
+        return f"Attempt({self.label!r}, {len(self.knocks)} knocks)"
 
 
 def settings_for(entry: HostEntry, env: Mapping[str, str]) -> scheme.Settings:

@@ -9,10 +9,12 @@ the notes in README.md.
 
 from __future__ import annotations
 
+import _thread
 import os
-import socket
 import stat
-import threading
+import sys
+
+from .net import SCM_RIGHTS, SHUT_WR, SO_KEEPALIVE, SOL_SOCKET, RawSocket
 
 BUFSIZE = 256 * 1024
 
@@ -22,7 +24,7 @@ def _write_all(fd: int, data: memoryview) -> None:
         data = data[os.write(fd, data) :]
 
 
-def _upstream(fd_in: int, sock: socket.socket, errors: list[BaseException]) -> None:
+def _upstream(fd_in: int, sock: RawSocket, errors: list[BaseException]) -> None:
     buf = bytearray(BUFSIZE)
     view = memoryview(buf)
     try:
@@ -31,21 +33,31 @@ def _upstream(fd_in: int, sock: socket.socket, errors: list[BaseException]) -> N
             if n == 0:
                 break
             sock.sendall(view[:n])
-        sock.shutdown(socket.SHUT_WR)  # ssh closed its side: tell the server, keep reading
+        sock.shutdown(SHUT_WR)  # ssh closed its side: tell the server, keep reading
     except BrokenPipeError:
         pass  # the server went away; the other direction reports how
     except OSError as exc:
         errors.append(exc)
 
 
-def relay(sock: socket.socket, fd_in: int = 0, fd_out: int = 1) -> None:
+def relay(sock: RawSocket, fd_in: int = 0, fd_out: int = 1) -> None:
     """Copy ``fd_in`` -> ``sock`` and ``sock`` -> ``fd_out`` until both directions end.
 
-    Raises OSError for an abnormal end (connection reset, ...).
+    Raises OSError for an abnormal end (connection reset, ...). The helper thread
+    comes from ``_thread``: ``threading`` costs milliseconds of start-up and we need
+    only a start and a join.
     """
     errors: list[BaseException] = []
-    up = threading.Thread(target=_upstream, args=(fd_in, sock, errors), daemon=True)
-    up.start()
+    up_done = _thread.allocate_lock()
+    up_done.acquire()
+
+    def upstream() -> None:
+        try:
+            _upstream(fd_in, sock, errors)
+        finally:
+            up_done.release()
+
+    _thread.start_new_thread(upstream, ())
     buf = bytearray(BUFSIZE)
     view = memoryview(buf)
     try:
@@ -61,7 +73,7 @@ def relay(sock: socket.socket, fd_in: int = 0, fd_out: int = 1) -> None:
             os.close(fd_out)  # EOF to ssh
         except OSError:
             pass
-    up.join()
+    up_done.acquire()  # join the helper: ssh's side may still be sending
     if errors:
         raise errors[0]
 
@@ -73,14 +85,16 @@ def is_socket(fd: int) -> bool:
         return False
 
 
-def pass_fd(sock: socket.socket, fd_out: int = 1) -> None:
+def pass_fd(sock: RawSocket, fd_out: int = 1) -> None:
     """ProxyUseFdpass: hand the connected socket to ssh over ``fd_out`` (SCM_RIGHTS).
 
-    ssh reads one data byte with the descriptor, so exactly one byte is sent.
+    ssh reads one data byte with the descriptor, so exactly one byte is sent
+    (what ``socket.send_fds`` does, without importing socket.py).
     """
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    channel = socket.socket(fileno=fd_out)
+    sock.setsockopt(SOL_SOCKET, SO_KEEPALIVE, 1)
+    channel = RawSocket(fileno=fd_out)
     try:
-        socket.send_fds(channel, [b"\0"], [sock.fileno()])
+        fd = sock.fileno().to_bytes(4, sys.byteorder, signed=True)  # one C int
+        channel.sendmsg([b"\0"], [(SOL_SOCKET, SCM_RIGHTS, fd)])
     finally:
         channel.detach()

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 
 from .errors import KnocksshError
-from .mapping import HostEntry, refuse_if_exposed
+from .mapping import refuse_if_exposed
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from .mapping import HostEntry
 
 ENV_SECRET = "KNOCKD_ROTATOR_SECRET"
 

@@ -2,6 +2,7 @@
 
 import errno
 import hashlib
+import itertools
 import os
 import socket
 import subprocess
@@ -166,20 +167,69 @@ def test_dial_retries_until_the_door_opens(monkeypatch):
 
     t = threading.Thread(target=open_later, daemon=True)
     t.start()
-    original = socket.socket.connect_ex
+    original = dial._start
     calls = []
 
-    def counting(self, addr):
+    def counting(family, addr):
         calls.append(addr)
         if len(calls) == 3:
             opened.set()  # the door opens while attempts are under way
-        return original(self, addr)
+        return original(family, addr)
 
-    monkeypatch.setattr(socket.socket, "connect_ex", counting)
+    monkeypatch.setattr(dial, "_start", counting)
     sock = dial.dial(socket.AF_INET, ("127.0.0.1", port), 5)
     sock.close()
     t.join(5)
     assert len(calls) >= 3
+
+
+def test_retry_schedule_is_dense_while_knockd_opens_then_backs_off():
+    pauses = list(itertools.islice(dial.retry_intervals(), 40))
+    fast = pauses[: dial.FAST_ATTEMPTS]
+    assert set(fast) == {dial.FAST_INTERVAL} and sum(fast) == pytest.approx(0.1)
+    later = pauses[dial.FAST_ATTEMPTS :]
+    assert later == sorted(later) and later[0] == 2 * dial.FAST_INTERVAL
+    assert later[-1] == dial.MAX_RETRY_INTERVAL
+
+
+def test_dial_keeps_at_most_max_pending_attempts(monkeypatch):
+    """Attempts into a black hole: old ones are closed so sockets do not pile up."""
+    started = []
+
+    class Silent:  # a connect that never completes (a DROP firewall)
+        def __init__(self):
+            self.r, self.w = os.pipe()
+            os.write(self.w, b"x" * 65536)  # full pipe: never writable, POLLOUT never fires
+            os.set_blocking(self.w, False)
+            try:
+                while True:
+                    os.write(self.w, b"x" * 4096)
+            except BlockingIOError:
+                pass
+            self.closed = False
+
+        def fileno(self):
+            return self.w
+
+        def close(self):
+            self.closed = True
+            os.close(self.r)
+            os.close(self.w)
+
+    most_open = []
+
+    def start(family, addr):
+        started.append(Silent())
+        most_open.append(sum(not s.closed for s in started))
+        return started[-1], 0
+
+    monkeypatch.setattr(dial, "_start", start)
+    monkeypatch.setattr(dial, "FAST_INTERVAL", 0.001)
+    with pytest.raises(TimeoutError):
+        dial.dial(socket.AF_INET, ("192.0.2.1", 22), 0.15)
+    assert len(started) > dial.MAX_PENDING
+    assert max(most_open) == dial.MAX_PENDING  # the oldest went before a new one started
+    assert all(s.closed for s in started)  # nothing left behind after the deadline
 
 
 def test_dial_times_out_with_an_error():
@@ -254,3 +304,21 @@ def test_knock_host_is_knocked_instead(mocker):
     )
     assert sends.call_args[0][1][0] == "192.0.2.9"
     assert [c.args[0] for c in calls.call_args_list] == ["h", "k"]
+
+
+def test_ascii_names_reach_the_resolver_as_bytes(mocker):
+    """A str would load the idna codec (and re) on every connection; non-ASCII still works."""
+    from knockssh import net
+
+    seen = []
+
+    def fake(host, port, family, type):
+        seen.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.1", port))]
+
+    mocker.patch.object(net, "_getaddrinfo", side_effect=fake)
+    assert net.getaddrinfo("bastion.example.org", 22, 0, socket.SOCK_STREAM) == [
+        (socket.AF_INET, ("192.0.2.1", 22))
+    ]
+    net.getaddrinfo("bücher.example", 22, 0, socket.SOCK_STREAM)
+    assert seen == [b"bastion.example.org", "bücher.example"]
