@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """knockssh benchmarks on the lab's real knockd, sshd and DROP firewall (root).
 
-    python3 bench/bench.py [--runs 7] [--mb 1024] [--only latency,throughput,coldstart,scale]
+    python3 bench/bench.py [--runs 15] [--mb 1024] [--only latency,throughput,coldstart,scale]
 
+Run it with the interpreter knockssh is installed for (the README's command does).
 Prints medians of alternated runs and ratios to the baseline taken in the same run.
 """
 
@@ -11,20 +12,27 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "server", "lab"))
 import lab as labmod  # noqa: E402
 
-DIRECT_HOSTS = """
+SECRET = "0123456789abcdef"  # for the local cold-start and scale files only
+BENCH_HOSTS = """
 Host direct
     HostName open.lab
     Port 2200
+Host lab-nodelay
+    HostName nodelay.lab
+    ProxyCommand knockssh %h %p
 Host recipe-delay
     HostName knocked.lab
     ProxyCommand sh -c 'knock -d 100 %h {seq} && sleep 0.1 && exec nc %h %p'
@@ -45,6 +53,27 @@ Host fdpass-open
     ProxyCommand knockssh --fdpass %h %p
     ProxyUseFdpass yes
 """
+# Knocks, then a connection attempt every millisecond: when does the door open?
+DOOR_PROBE = """
+import os, select, sys, time
+from _socket import socket, SOL_SOCKET, SO_ERROR
+from knockssh.knock import send_knocks
+from rotator.scheme import parse_sequence
+addr = (sys.argv[1], 22)
+send_knocks(2, addr, parse_sequence(sys.argv[2]), float(sys.argv[3]) / 1000)
+last_knock = time.monotonic()
+pending, poller = [], select.poll()
+while time.monotonic() - last_knock < 3:
+    s = socket(2, 1); s.setblocking(False); s.connect_ex(addr); pending.append(s)
+    poller.register(s, select.POLLOUT)
+    if len(pending) > 50:
+        poller.unregister(pending[0]); pending.pop(0).close()
+    for fd, _ in poller.poll(1):
+        if [p for p in pending if p.fileno() == fd][0].getsockopt(SOL_SOCKET, SO_ERROR) == 0:
+            print(time.monotonic() - last_knock)
+            sys.exit(0)
+sys.exit(1)
+"""
 
 
 def timed(fn) -> float:
@@ -53,110 +82,209 @@ def timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def table(title: str, rows: list[tuple[str, float, str]], base: float, unit: str, higher=False):
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def table(title: str, rows: list[tuple[str, float, str]], base: float, unit: str) -> None:
     print(f"\n{title}")
-    print(f"  {'case':44} {'median':>10}  {'ratio':>6}")
+    print(f"  {'case':46} {'median':>10}  {'ratio':>6}")
     for name, value, note in rows:
         ratio = value / base if base else float("nan")
-        print(f"  {name:44} {value:>9.3f}{unit}  {ratio:>5.2f}x {note}")
+        print(f"  {name:46} {value:>9.3f}{unit}  {ratio:>5.2f}x {note}")
 
 
-def bench_latency(lab, cfg, runs):
-    seq = " ".join(
-        subprocess.run(["knockssh", "generate", "ssh"], env=lab.rotator_env(), capture_output=True,
-                       text=True, check=True).stdout.split()
-    )
+def launcher() -> str:
+    """The knockssh command ssh runs, installed for this interpreter."""
+    beside = os.path.join(os.path.dirname(sys.executable), "knockssh")
+    found = beside if os.path.exists(beside) else shutil.which("knockssh")
+    if not found:
+        sys.exit("knockssh is not installed for this interpreter (see the README's command)")
+    return found
+
+
+def bench_latency(lab, cfg: str, runs: int) -> None:
+    seq = subprocess.run(
+        ["knockssh", "generate", "ssh"],
+        env=lab.rotator_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     with open(cfg, "a") as f:
-        f.write(DIRECT_HOSTS.replace("{seq}", seq))
+        f.write(BENCH_HOSTS.replace("{seq}", seq))
+    with open(os.path.join(lab.netns_etc, "hosts"), "a") as f:
+        f.write(f"{labmod.SERVER_IP} nodelay.lab\n")
+    hosts = lab.path("hosts.bench.toml")  # the lab's file plus knock_delay_ms = 0
+    with open(lab.hosts_toml) as src:
+        text = src.read()
+    fd = os.open(hosts, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(
+        fd,
+        text.replace("[[host]]", '[[host]]\nmatch = ["nodelay.lab"]\nservice = "ssh"\n'
+                     f'secret_file = "{lab.path("secret")}"\nknock_delay_ms = 0\n\n[[host]]', 1)
+        .encode(),
+    )
+    os.close(fd)
+    env = {**lab.client_env(), "KNOCKSSH_CONFIG": hosts}
     cases = {
         "direct, open port (floor)": "direct",
         "ProxyCommand knockssh %h %p": "lab",
+        "  the same, knock_delay_ms = 0": "lab-nodelay",
         "ProxyUseFdpass + knockssh --fdpass": "lab-fdpass",
         "knock -d 100 ...; sleep 0.1; exec nc": "recipe-delay",
         "knock ...; exec nc": "recipe-fast",
     }
-    samples = {k: [] for k in cases}
-    failed = {k: 0 for k in cases}
+    samples: dict[str, list[float]] = {k: [] for k in cases}
+    failed = dict.fromkeys(cases, 0)
+    door: dict[str, list[float]] = {"1": [], "0": []}
+    probe_env = {**env, "PYTHONPATH": os.path.join(HERE, "..")}
     for _ in range(runs):
         for name, host in cases.items():
             lab.close_door()
-            assert not lab.door_open()
+            assert not lab.door_open(), "the door must be closed before a knocked run"
             t0 = time.perf_counter()
-            done = lab.in_client(["ssh", "-F", cfg, host, "true"], capture_output=True)
+            done = lab.in_client(["ssh", "-F", cfg, host, "true"], capture_output=True, env=env)
             if done.returncode == 0:
                 samples[name].append(time.perf_counter() - t0)
             else:
                 failed[name] += 1
-    base = statistics.median(samples["direct, open port (floor)"])
-    table("connect latency: ssh HOST true (s), 10-knock sequence, DROP firewall",
-          [(k, statistics.median(v) if v else float("nan"),
-            f"({failed[k]}/{runs} runs failed)" if failed[k] else "")
-           for k, v in samples.items()], base, "s")
+        for delay in door:
+            lab.close_door()
+            done = lab.in_client(
+                [sys.executable, "-c", DOOR_PROBE, labmod.SERVER_IP, seq, delay],
+                capture_output=True,
+                text=True,
+                env=probe_env,
+            )
+            if done.returncode == 0:
+                door[delay].append(float(done.stdout))
+    base = median(samples["direct, open port (floor)"])
+    table(
+        f"connect latency: ssh HOST true (s), 10-knock sequence, DROP firewall, {runs} runs",
+        [
+            (k, median(v), f"({failed[k]}/{runs} runs failed)" if failed[k] else "")
+            for k, v in samples.items()
+        ],
+        base,
+        "s",
+    )
+    wait = median(door["1"])
+    print(
+        f"  door opens {wait * 1000:.1f} ms after the last knock (median; "
+        f"{median(door['0']) * 1000:.1f} ms with no delay between knocks): knockd 0.8 reads "
+        "its capture\n  every 50 ms, then runs the firewall command. Any knocking client pays "
+        f"that on top of direct:\n  floor {base + wait:.3f}s = {(base + wait) / base:.2f}x, "
+        "before starting any program or sending a knock."
+    )
 
 
-def bench_throughput(lab, cfg, mb, runs):
-    cases = {"direct": "direct", "knockssh relay": "relay-open", "knockssh --fdpass": "fdpass-open",
-             "nc as ProxyCommand": "nc-open"}
-    samples = {k: [] for k in cases}
-    cpu = {k: [] for k in cases}
+def bench_throughput(lab, cfg: str, mb: int, runs: int) -> None:
+    cases = {
+        "direct": "direct",
+        "knockssh relay": "relay-open",
+        "knockssh --fdpass": "fdpass-open",
+        "nc as ProxyCommand": "nc-open",
+    }
+    samples: dict[str, list[float]] = {k: [] for k in cases}
+    cpu: dict[str, list[float]] = {k: [] for k in cases}
     remote = f"head -c {mb}M /dev/zero"
     for _ in range(runs):
         for name, host in cases.items():
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            t = timed(lambda: lab.in_client(["ssh", "-F", cfg, "-c", "aes128-gcm@openssh.com",
-                                             host, remote], check=True, stdout=subprocess.DEVNULL))
+            t = timed(
+                lambda host=host: lab.in_client(
+                    ["ssh", "-F", cfg, "-c", "aes128-gcm@openssh.com", host, remote],
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                )
+            )
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             samples[name].append(mb / t)
-            cpu[name].append((after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime))
-    base = statistics.median(samples["direct"])
-    rows = [(k, statistics.median(v), f"(ssh+proxy CPU {statistics.median(cpu[k]) * 1024 / mb:.2f} s/GB)")
-            for k, v in samples.items()]
-    table(f"bulk download of {mb} MB through ssh (MB/s, higher is better)", rows, base, "", True)
+            used = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+            cpu[name].append(used)
+    base = median(samples["direct"])
+    rows = [
+        (k, median(v), f"(ssh+proxy CPU {median(cpu[k]) * 1024 / mb:.2f} s/GB)")
+        for k, v in samples.items()
+    ]
+    table(f"bulk download of {mb} MB through ssh (MB/s, higher is better), {runs} runs",
+          rows, base, "")
 
 
-def bench_coldstart(runs):
-    env = {**os.environ, "KNOCKD_ROTATOR_SECRET": "0123456789abcdef"}
-    tmp = tempfile.mkdtemp()
+def _local_files(tmp: str) -> dict[str, str]:
     hosts = os.path.join(tmp, "hosts.toml")
     with open(hosts, "w") as f:
-        f.write('[[host]]\nmatch = ["h"]\nservice = "ssh"\nsecret_env = "KNOCKD_ROTATOR_SECRET"\n')
-    env["KNOCKSSH_CONFIG"] = hosts
+        f.write('[[host]]\nmatch = ["h"]\nservice = "ssh"\nsecret_env = "KNOCKD_ROTATOR_SECRET"\n'
+                '[[host]]\nmatch = ["127.0.0.1"]\nsequence = "1,2,3,4,5,6,7,8,9,10"\n')
+    return {**os.environ, "KNOCKD_ROTATOR_SECRET": SECRET, "KNOCKSSH_CONFIG": hosts}
+
+
+def bench_coldstart(runs: int) -> None:
+    env = _local_files(tempfile.mkdtemp())
+    knockssh = launcher()
     cases = {
-        "python -c pass (floor)": [sys.executable, "-c", "pass"],
-        "knockssh generate ssh": [sys.executable, "-m", "knockssh", "generate", "ssh"],
-        "knockssh check": [sys.executable, "-m", "knockssh", "check"],
+        "python -c pass (floor, same interpreter)": [sys.executable, "-c", "pass"],
+        "knockssh generate ssh": [knockssh, "generate", "ssh"],
+        "knockssh check": [knockssh, "check"],
     }
-    samples = {k: [] for k in cases}
-    for _ in range(runs * 5):
+    samples: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(runs * 10):
         for name, cmd in cases.items():
-            samples[name].append(timed(lambda: subprocess.run(cmd, env=env, check=True,
-                                                              capture_output=True)))
-    base = statistics.median(samples["python -c pass (floor)"])
-    table("cold start (s)", [(k, statistics.median(v), "") for k, v in samples.items()], base, "s")
-    prof = subprocess.run([sys.executable, "-X", "importtime", "-m", "knockssh", "generate", "ssh"],
-                          env=env, capture_output=True, text=True).stderr.splitlines()
-    top = sorted((line for line in prof if "|" in line and "cumulative" not in line),
-                 key=lambda line: -int(line.split("|")[1]))[:8]
-    print("  import-time profile of the generate path (self us | cumulative us | module):")
-    for line in top:
-        print("   ", line.replace("import time:", "").strip())
+            samples[name].append(
+                timed(lambda cmd=cmd: subprocess.run(cmd, env=env, check=True, capture_output=True))
+            )
+    base = median(samples["python -c pass (floor, same interpreter)"])
+    table(f"cold start (ms), {runs * 10} runs",
+          [(k, median(v) * 1000, "") for k, v in samples.items()], base * 1000, "ms")
+    _import_profile(knockssh, env)
 
 
-def bench_scale():
+def _import_profile(knockssh: str, env: dict[str, str]) -> None:
+    """-X importtime of the whole ProxyCommand path: knock, connect, relay to the end."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        conn.sendall(b"SSH-2.0-bench\r\n")
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    port = str(server.getsockname()[1])
+    bare = subprocess.run([sys.executable, "-X", "importtime", "-c", "pass"],
+                          capture_output=True, text=True).stderr
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", knockssh, "127.0.0.1", port],
+        env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30,
+    )
+    server.close()
+    at_start = {line.rsplit("|", 1)[1].strip() for line in bare.splitlines() if "|" in line}
+    rows = [line.replace("import time:", "").strip() for line in done.stderr.splitlines()
+            if "|" in line and "cumulative" not in line]
+    ours = [r for r in rows if r.rsplit("|", 1)[1].strip() not in at_start]
+    total = sum(int(r.split("|")[0]) for r in ours)
+    print(f"  import-time profile of the ProxyCommand path (knock, connect, relay; loopback): "
+          f"{len(ours)} modules beyond the interpreter's own start, {total / 1000:.1f} ms in all "
+          "(self us | cumulative us | module):")
+    for row in sorted(ours, key=lambda r: -int(r.split("|")[0]))[:8]:
+        print("   ", row)
+
+
+def bench_scale() -> None:
     tmp = tempfile.mkdtemp()
     hosts = os.path.join(tmp, "hosts.toml")
     with open(hosts, "w") as f:
         for i in range(10000):
             f.write(f'[[host]]\nmatch = ["h{i}.example.org", "*.z{i}.example"]\n'
                     f'service = "s{i}"\nsecret_env = "S"\n\n')
-    env = {**os.environ, "KNOCKSSH_CONFIG": hosts, "S": "0123456789abcdef"}
-    t = timed(lambda: subprocess.run([sys.executable, "-m", "knockssh", "check", "h9990.example.org"],
+    env = {**os.environ, "KNOCKSSH_CONFIG": hosts, "S": SECRET}
+    t = timed(lambda: subprocess.run([launcher(), "check", "h9990.example.org"],
                                      env=env, check=True, capture_output=True))
     conf = os.path.join(tmp, "knockd.conf")
     with open(conf, "w") as f:
         for i in range(500):
             f.write(f"[s{i}_ROTATOR]\n    sequence = 1:tcp\n    tcpflags = syn\n\n")
-    renv = {**os.environ, "KNOCKD_ROTATOR_SECRET": "0123456789abcdef"}
+    renv = {**os.environ, "KNOCKD_ROTATOR_SECRET": SECRET}
     r = timed(lambda: subprocess.run(["knockssh-rotator", "--config", conf, "--no-reload",
                                       "--no-schedule", "-q"], env=renv, check=True))
     print("\nscale")
@@ -166,12 +294,14 @@ def bench_scale():
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--runs", type=int, default=7)
+    p.add_argument("--runs", type=int, default=15)
     p.add_argument("--mb", type=int, default=1024)
     p.add_argument("--only", default="latency,throughput,coldstart,scale")
     args = p.parse_args()
     parts = args.only.split(",")
-    print(f"machine: {os.cpu_count()} cores, {os.uname().release}, Python {sys.version.split()[0]}")
+    print(f"machine: {os.cpu_count()} cores, Linux {os.uname().release}, "
+          f"Python {sys.version.split()[0]}, "
+          f"{subprocess.run(['ssh', '-V'], capture_output=True, text=True).stderr.strip()}")
     if "coldstart" in parts:
         bench_coldstart(args.runs)
     if "scale" in parts:
@@ -189,11 +319,11 @@ def main() -> int:
                 dst.write(src.read())
             if "latency" in parts:
                 bench_latency(lab, cfg, args.runs)
+            else:
+                with open(cfg, "a") as f:
+                    f.write(BENCH_HOSTS.replace("{seq}", "1"))
             if "throughput" in parts:
-                if "latency" not in parts:
-                    with open(cfg, "a") as f:
-                        f.write(DIRECT_HOSTS.replace("{seq}", "1"))
-                bench_throughput(lab, cfg, args.mb, max(1, args.runs // 2))
+                bench_throughput(lab, cfg, args.mb, max(3, args.runs // 3))
         finally:
             lab.down()
     return 0

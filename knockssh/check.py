@@ -6,7 +6,6 @@ import os
 
 from . import mapping
 from .errors import KnocksshError
-from .patterns import matches
 
 
 def report(config: str | None, host: str | None, at: float) -> tuple[str, bool]:
@@ -25,7 +24,11 @@ def report(config: str | None, host: str | None, at: float) -> tuple[str, bool]:
         entries = (entry,)
     ok = True
     for entry in entries:
-        shown = [p for p in entry.patterns if host is None or matches((p,), host)] if host else []
+        shown = (
+            [p for p in entry.patterns if host is None or mapping.matches((p,), host)]
+            if host
+            else []
+        )
         head = f"host entry {entry.number}: match {', '.join(entry.patterns)}"
         if shown:
             head += f" (matched by {', '.join(shown)})"

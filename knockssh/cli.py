@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 
-from .argv import integer, parse
 from .errors import KnocksshError, UsageError
 from .log import NORMAL, QUIET, VERBOSE, Log
 
@@ -152,7 +151,8 @@ def _generate(args: list[str], log: Log) -> int:
         knocks = scheme.derive(settings, positionals[0], start)
     except scheme.SchemeError as exc:
         raise KnocksshError(str(exc)) from None
-    log.info(f"entropy {settings.entropy_bits:.2f} bits; period starting at {start}")
+    if log.level >= VERBOSE:
+        log.info(f"entropy {settings.entropy_bits:.2f} bits; period starting at {start}")
     os.write(1, (scheme.client_form(knocks) + "\n").encode())
     return 0
 
@@ -208,3 +208,56 @@ def _check(args: list[str], log: Log) -> int:
     text, ok = report(opts.get("config"), positionals[0] if positionals else None, _instant(opts))  # type: ignore[arg-type]
     os.write(1, text.encode())
     return 0 if ok else 1
+
+
+# -- arguments: argparse costs more start-up time than the whole ProxyCommand
+# path, and our grammar is tiny ------------------------------------------------
+
+
+def parse(
+    args: list[str], flags: dict[str, str], options: dict[str, str]
+) -> tuple[dict[str, object], list[str]]:
+    """Split ``args`` into options and positionals.
+
+    ``flags`` and ``options`` map every spelling (``-v``, ``--verbose``) to a key;
+    flags count their occurrences, options take a value (``--x V`` or ``--x=V``).
+    ``--`` ends option parsing; a lone ``-`` is a positional.
+    """
+    found: dict[str, object] = {}
+    positionals: list[str] = []
+    it = iter(args)
+    for arg in it:
+        if arg == "--":
+            positionals.extend(it)
+            break
+        if not arg.startswith("-") or arg == "-" or _is_number(arg):
+            positionals.append(arg)
+            continue
+        name, eq, value = arg.partition("=")
+        if name in flags and not eq:
+            key = flags[name]
+            found[key] = int(found.get(key, 0)) + 1  # type: ignore[call-overload]
+        elif name in options:
+            if not eq:
+                value = next(it, None)  # type: ignore[assignment]
+                if value is None:
+                    raise UsageError(f"option {name} needs a value")
+            found[options[name]] = value
+        elif len(arg) > 2 and arg[1] != "-" and all("-" + c in flags for c in arg[1:]):
+            for c in arg[1:]:  # bundled short flags: -vv
+                key = flags["-" + c]
+                found[key] = int(found.get(key, 0)) + 1  # type: ignore[call-overload]
+        else:
+            raise UsageError(f"unknown option {name}")
+    return found, positionals
+
+
+def _is_number(arg: str) -> bool:
+    return arg[1:].isdigit()  # "-1" as in --offset -1
+
+
+def integer(value: object, what: str) -> int:
+    try:
+        return int(str(value), 10)
+    except ValueError:
+        raise UsageError(f"{what} must be a whole number, not {value!r}") from None

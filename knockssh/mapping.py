@@ -1,4 +1,9 @@
-"""The mapping file (hosts.toml): which hosts to knock, and how."""
+"""The mapping file (hosts.toml): which hosts to knock, and how.
+
+Hosts are chosen with ssh_config-style patterns: ``*``, ``?`` and ``!negation``,
+case-insensitive (kept here, not in a module of their own: each module is a
+fraction of a millisecond at every ssh connection).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,6 @@ import os
 import sys
 
 from .errors import KnocksshError
-from .patterns import check_pattern, matches
 
 TYPE_CHECKING = False  # typing and tomllib cost more start-up time than all of knockssh
 if TYPE_CHECKING:
@@ -70,6 +74,59 @@ class HostMap:
             if matches(entry.patterns, host):
                 return entry
         return None
+
+
+# -- host patterns ---------------------------------------------------------
+
+BAD_PATTERN_CHARS = frozenset(" \t\r\n,\"'\\")
+
+
+def check_pattern(pattern: str) -> str | None:
+    """Why ``pattern`` is unusable, or None."""
+    body = pattern[1:] if pattern.startswith("!") else pattern
+    if not body:
+        return "empty pattern"
+    if any(c in BAD_PATTERN_CHARS or ord(c) < 32 for c in body):
+        return f"pattern {pattern!r} holds whitespace, a quote, a comma or a control character"
+    if body.startswith("!"):
+        return f"pattern {pattern!r} is negated twice"
+    return None
+
+
+def glob(pattern: str, name: str) -> bool:
+    """``*`` matches any run of characters, ``?`` exactly one (iterative, no regex)."""
+    p = n = 0
+    star_p, star_n = -1, 0
+    while n < len(name):
+        if p < len(pattern) and (pattern[p] == "?" or pattern[p] == name[n]):
+            p += 1
+            n += 1
+        elif p < len(pattern) and pattern[p] == "*":
+            star_p, star_n = p, n
+            p += 1
+        elif star_p >= 0:
+            p = star_p + 1
+            star_n += 1
+            n = star_n
+        else:
+            return False
+    return all(c == "*" for c in pattern[p:])
+
+
+def matches(patterns: tuple[str, ...], host: str) -> bool:
+    """As ssh's Host line: no negated pattern matches and at least one plain one does."""
+    host = host.lower()
+    hit = False
+    for pattern in patterns:
+        if pattern.startswith("!"):
+            if glob(pattern[1:], host):
+                return False
+        elif not hit and glob(pattern, host):
+            hit = True
+    return hit
+
+
+# -- reading the file -------------------------------------------------------
 
 
 def config_path(cli_path: str | None, env: Mapping[str, str]) -> tuple[str, bool]:

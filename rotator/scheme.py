@@ -6,8 +6,6 @@ library only. This file can be copied alone onto any machine with Python 3.
 
 from __future__ import annotations
 
-import math
-
 TYPE_CHECKING = False  # typing costs more start-up time than this whole module
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -204,6 +202,8 @@ def _port_number(text: str, spec: str) -> int:
 
 
 def entropy_bits(length: int, port_count: int) -> float:
+    import math  # here, not at the top: a shared library to load, for messages only
+
     return length * math.log2(port_count) if port_count > 1 else 0.0
 
 
@@ -227,10 +227,10 @@ def validate(settings: Settings) -> list[str]:
         raise SchemeError(f"proto_modulo {settings.proto_modulo} must be 0 or positive")
     if settings.server_interval <= 0:
         raise SchemeError(f"server interval {settings.server_interval} must be positive")
-    bits = settings.entropy_bits
-    if bits < MIN_ENTROPY_BITS:
+    # length * log2(ports) < 40, exactly, in whole numbers
+    if len(settings.ports) ** settings.length < 2**MIN_ENTROPY_BITS:
         raise SchemeError(
-            f"insufficient entropy: {bits:.2f} bits < {MIN_ENTROPY_BITS:.0f} "
+            f"insufficient entropy: {settings.entropy_bits:.2f} bits < {MIN_ENTROPY_BITS:.0f} "
             "(raise the length or add ports)"
         )
     if len(settings.ports) <= 3:

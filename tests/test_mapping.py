@@ -6,7 +6,7 @@ import pytest
 
 from knockssh import mapping
 from knockssh.errors import KnocksshError
-from knockssh.patterns import glob, matches
+from knockssh.mapping import glob, matches
 from knockssh.plan import attempts
 from knockssh.secrets import resolve
 
