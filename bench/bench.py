@@ -25,6 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "server", "lab"))
 import lab as labmod  # noqa: E402
 
+BENCH_CMD_TIMEOUT = 2  # seconds the door stays open: each knocked run waits for it to shut
 SECRET = "0123456789abcdef"  # for the local cold-start and scale files only
 BENCH_HOSTS = """
 Host direct
@@ -103,6 +104,13 @@ def launcher() -> str:
     return found
 
 
+def shut_by_knockd(lab) -> None:
+    """Wait for knockd's own stop_command to close the door. Deleting the rule by hand
+    would leave knockd's pending stop_command to delete the next run's rule mid-way."""
+    if not labmod.wait_for(lambda: not lab.door_open(), lab.cmd_timeout + 10, step=0.05):
+        raise RuntimeError("knockd did not close the door within cmd_timeout")
+
+
 def bench_latency(lab, cfg: str, runs: int) -> None:
     seq = subprocess.run(
         ["knockssh", "generate", "ssh"],
@@ -137,20 +145,21 @@ def bench_latency(lab, cfg: str, runs: int) -> None:
     }
     samples: dict[str, list[float]] = {k: [] for k in cases}
     failed = dict.fromkeys(cases, 0)
+    why: dict[str, str] = {}
     door: dict[str, list[float]] = {"1": [], "0": []}
     probe_env = {**env, "PYTHONPATH": os.path.join(HERE, "..")}
     for _ in range(runs):
         for name, host in cases.items():
-            lab.close_door()
-            assert not lab.door_open(), "the door must be closed before a knocked run"
+            shut_by_knockd(lab)
             t0 = time.perf_counter()
             done = lab.in_client(["ssh", "-F", cfg, host, "true"], capture_output=True, env=env)
             if done.returncode == 0:
                 samples[name].append(time.perf_counter() - t0)
             else:
                 failed[name] += 1
+                why.setdefault(name, done.stderr.decode(errors="replace").strip()[-160:])
         for delay in door:
-            lab.close_door()
+            shut_by_knockd(lab)
             done = lab.in_client(
                 [sys.executable, "-c", DOOR_PROBE, labmod.SERVER_IP, seq, delay],
                 capture_output=True,
@@ -169,6 +178,8 @@ def bench_latency(lab, cfg: str, runs: int) -> None:
         base,
         "s",
     )
+    for name, text in why.items():
+        print(f"  {name.strip()}: first failure said: {text!r}")
     wait = median(door["1"])
     print(
         f"  door opens {wait * 1000:.1f} ms after the last knock (median; "
@@ -311,7 +322,7 @@ def main() -> int:
         if reason:
             print(f"lab unavailable: {reason}")
             return 1
-        lab = labmod.Lab(labmod.new_name())
+        lab = labmod.Lab(labmod.new_name(), cmd_timeout=BENCH_CMD_TIMEOUT)
         lab.up()
         try:
             cfg = lab.path("ssh_config.bench")

@@ -123,7 +123,7 @@ def _proxy(args: list[str], log: Log) -> int:
     )
     if opts.get("fdpass"):
         pass_fd(sock)
-        return 0
+        os._exit(0)  # ssh waits for us before it goes on: skip the interpreter's teardown
     try:
         relay(sock)
     except OSError as exc:

@@ -84,8 +84,9 @@ def unavailable_reason() -> str | None:
 
 
 class Lab:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, cmd_timeout: int = CMD_TIMEOUT) -> None:
         self.name = name
+        self.cmd_timeout = cmd_timeout  # seconds knockd keeps the door open
         self.dir = os.path.join(STATE_ROOT, name)
         short = name[-8:]
         self.server_ns, self.client_ns = f"{name}-s", f"{name}-c"
@@ -222,7 +223,7 @@ class Lab:
     seq_timeout   = 5
     tcpflags      = syn
     start_command = {start}
-    cmd_timeout   = {CMD_TIMEOUT}
+    cmd_timeout   = {self.cmd_timeout}
     stop_command  = {stop}
 """
         fd = os.open(self.knockd_conf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
