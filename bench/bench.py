@@ -4,7 +4,8 @@
     python3 bench/bench.py [--runs 25] [--mb 1024] [--only latency,throughput,coldstart,scale]
 
 Run it with the interpreter knockssh is installed for (the README's command does).
-Prints medians of alternated runs and ratios to the baseline taken in the same run.
+Prints medians of alternated runs and ratios to the baseline taken in the same run;
+BENCH_SAMPLES=1 also prints every connect-latency sample.
 """
 
 from __future__ import annotations
@@ -184,6 +185,9 @@ def bench_latency(lab, cfg: str, runs: int) -> None:
         base,
         "s",
     )
+    if os.environ.get("BENCH_SAMPLES"):
+        for k, v in samples.items():
+            print(f"  {k.strip()}: " + " ".join(f"{x * 1000:.0f}" for x in v))
     for name, text in why.items():
         print(f"  {name.strip()}: first failure said: {text!r}")
     burst = median([first for first, _ in door["0"]])
@@ -261,6 +265,9 @@ def bench_coldstart(runs: int) -> None:
     knockssh = launcher()
     cases = {
         "python -c pass (floor, same interpreter)": [sys.executable, "-c", "pass"],
+        "  python -c 'import rotator, knockssh' (packages)": [
+            sys.executable, "-c", "import rotator, knockssh"
+        ],
         "knockssh generate ssh": [knockssh, "generate", "ssh"],
         "knockssh check": [knockssh, "check"],
     }
