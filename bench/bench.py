@@ -37,10 +37,10 @@ Host lab-nodelay
     ProxyCommand knockssh %h %p
 Host recipe-delay
     HostName knocked.lab
-    ProxyCommand sh -c 'knock -d 100 %h {seq} && sleep 0.1 && exec nc %h %p'
+    ProxyCommand sh -c 'knock -d 100 %h $(cat {seq_file}) && sleep 0.1 && exec nc %h %p'
 Host recipe-fast
     HostName knocked.lab
-    ProxyCommand sh -c 'knock %h {seq} && exec nc %h %p'
+    ProxyCommand sh -c 'knock %h $(cat {seq_file}) && exec nc %h %p'
 Host nc-open
     HostName open.lab
     Port 2200
@@ -115,7 +115,10 @@ def shut_by_knockd(lab) -> None:
         raise RuntimeError("knockd did not close the door within cmd_timeout")
 
 
-def bench_latency(lab, cfg: str, runs: int) -> None:
+def current_sequence(lab) -> str:
+    """Keep knockd on the current period, as the rotator's timer would (a run may cross
+    a boundary), and give the recipes the sequence they knock."""
+    lab.rotate()
     seq = subprocess.run(
         ["knockssh", "generate", "ssh"],
         env=lab.rotator_env(),
@@ -123,8 +126,14 @@ def bench_latency(lab, cfg: str, runs: int) -> None:
         text=True,
         check=True,
     ).stdout.strip()
+    with open(lab.path("bench_seq"), "w") as f:
+        f.write(seq + "\n")
+    return seq
+
+
+def bench_latency(lab, cfg: str, runs: int) -> None:
     with open(cfg, "a") as f:
-        f.write(bench_hosts(lab, seq))
+        f.write(bench_hosts(lab))
     with open(os.path.join(lab.netns_etc, "hosts"), "a") as f:
         f.write(f"{labmod.SERVER_IP} nodelay.lab\n")
     hosts = lab.path("hosts.bench.toml")  # the lab's file plus knock_delay_ms = 0
@@ -154,6 +163,7 @@ def bench_latency(lab, cfg: str, runs: int) -> None:
     interpreter: list[float] = []
     probe_env = {**env, "PYTHONPATH": os.path.join(HERE, "..")}
     for _ in range(runs):
+        seq = current_sequence(lab)
         for name, host in cases.items():
             shut_by_knockd(lab)
             t0 = time.perf_counter()
@@ -206,12 +216,12 @@ def bench_latency(lab, cfg: str, runs: int) -> None:
     )
 
 
-def bench_hosts(lab, seq: str) -> str:
+def bench_hosts(lab) -> str:
     def literal(*words: str) -> str:  # for ssh_config: shell-quoted, % doubled
         return " ".join(shlex.quote(w) for w in words).replace("%", "%%")
 
     return (
-        BENCH_HOSTS.replace("{seq}", seq)
+        BENCH_HOSTS.replace("{seq_file}", literal(lab.path("bench_seq")))
         .replace("{cpu_of}", literal(sys.executable, os.path.join(HERE, "cpu_of.py")))
         .replace("{cpu_file}", literal(lab.path("proxy_cpu")))
     )
@@ -261,7 +271,8 @@ def _local_files(tmp: str) -> dict[str, str]:
 
 
 def bench_coldstart(runs: int) -> None:
-    env = _local_files(tempfile.mkdtemp())
+    tmp = tempfile.mkdtemp()  # the working directory too: a checkout there would shadow
+    env = _local_files(tmp)
     knockssh = launcher()
     cases = {
         "python -c pass (floor, same interpreter)": [sys.executable, "-c", "pass"],
@@ -275,15 +286,19 @@ def bench_coldstart(runs: int) -> None:
     for _ in range(runs * 10):
         for name, cmd in cases.items():
             samples[name].append(
-                timed(lambda cmd=cmd: subprocess.run(cmd, env=env, check=True, capture_output=True))
+                timed(
+                    lambda cmd=cmd: subprocess.run(
+                        cmd, env=env, check=True, capture_output=True, cwd=tmp
+                    )
+                )
             )
     base = median(samples["python -c pass (floor, same interpreter)"])
     table(f"cold start (ms), {runs * 10} runs",
           [(k, median(v) * 1000, "") for k, v in samples.items()], base * 1000, "ms")
-    _import_profile(knockssh, env)
+    _import_profile(knockssh, env, tmp)
 
 
-def _import_profile(knockssh: str, env: dict[str, str]) -> None:
+def _import_profile(knockssh: str, env: dict[str, str], cwd: str) -> None:
     """-X importtime of the whole ProxyCommand path: knock, connect, relay to the end."""
     server = socket.create_server(("127.0.0.1", 0))
 
@@ -295,10 +310,10 @@ def _import_profile(knockssh: str, env: dict[str, str]) -> None:
     threading.Thread(target=serve, daemon=True).start()
     port = str(server.getsockname()[1])
     bare = subprocess.run([sys.executable, "-X", "importtime", "-c", "pass"],
-                          capture_output=True, text=True).stderr
+                          capture_output=True, text=True, cwd=cwd).stderr
     done = subprocess.run(
         [sys.executable, "-X", "importtime", knockssh, "127.0.0.1", port],
-        env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30,
+        env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30, cwd=cwd,
     )
     server.close()
     at_start = {line.rsplit("|", 1)[1].strip() for line in bare.splitlines() if "|" in line}
@@ -364,7 +379,7 @@ def main() -> int:
                 bench_latency(lab, cfg, args.runs)
             else:
                 with open(cfg, "a") as f:
-                    f.write(bench_hosts(lab, "1"))
+                    f.write(bench_hosts(lab))
             if "throughput" in parts:
                 bench_throughput(lab, cfg, args.mb, max(3, args.runs // 3))
         finally:
