@@ -232,6 +232,18 @@ def proxy_cpu(lab, which: str) -> list[float]:
     return [float(x) for x in labmod.read(lab.path(f"proxy_cpu.{which}")).split()]
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores: client and server share this machine."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def busy_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    return (after[0] - before[0]) / max(1, after[1] - before[1])
+
+
 def bench_throughput(lab, cfg: str, mb: int, runs: int) -> None:
     cases = {
         "direct": "direct",
@@ -240,9 +252,11 @@ def bench_throughput(lab, cfg: str, mb: int, runs: int) -> None:
         "nc as ProxyCommand": "nc-open",
     }
     samples: dict[str, list[float]] = {k: [] for k in cases}
+    busy: dict[str, list[float]] = {k: [] for k in cases}
     remote = f"head -c {mb}M /dev/zero"
     for _ in range(runs):
         for name, host in cases.items():
+            before = cpu_ticks()
             t = timed(
                 lambda host=host: lab.in_client(
                     ["ssh", "-F", cfg, "-c", "aes128-gcm@openssh.com", host, remote],
@@ -251,11 +265,17 @@ def bench_throughput(lab, cfg: str, mb: int, runs: int) -> None:
                 )
             )
             samples[name].append(mb / t)
+            busy[name].append(busy_share(before, cpu_ticks()))
     base = median(samples["direct"])
     # the ProxyCommand's own CPU (cpu_of.py): ssh never reaps it, so rusage misses it
     own = {"knockssh relay": proxy_cpu(lab, "relay"), "nc as ProxyCommand": proxy_cpu(lab, "nc")}
     rows = [
-        (k, median(v), f"(proxy CPU {median(own[k]) * 1024 / mb:.2f} s per GB)" if k in own else "")
+        (
+            k,
+            median(v),
+            f"(cores busy {median(busy[k]) * 100:.0f}%"
+            + (f", proxy CPU {median(own[k]) * 1024 / mb:.2f} s per GB)" if k in own else ")"),
+        )
         for k, v in samples.items()
     ]
     table(f"bulk download of {mb} MB through ssh (MB/s, higher is better), {runs} runs",
