@@ -24,11 +24,7 @@ def report(config: str | None, host: str | None, at: float) -> tuple[str, bool]:
         entries = (entry,)
     ok = True
     for entry in entries:
-        shown = (
-            [p for p in entry.patterns if host is None or mapping.matches((p,), host)]
-            if host
-            else []
-        )
+        shown = [p for p in entry.patterns if mapping.matches((p,), host)] if host else []
         head = f"host entry {entry.number}: match {', '.join(entry.patterns)}"
         if shown:
             head += f" (matched by {', '.join(shown)})"
