@@ -199,9 +199,8 @@ def test_dial_keeps_at_most_max_pending_attempts(monkeypatch):
     class Silent:  # a connect that never completes (a DROP firewall)
         def __init__(self):
             self.r, self.w = os.pipe()
-            os.write(self.w, b"x" * 65536)  # full pipe: never writable, POLLOUT never fires
             os.set_blocking(self.w, False)
-            try:
+            try:  # fill the pipe: never writable, so POLLOUT never fires
                 while True:
                     os.write(self.w, b"x" * 4096)
             except BlockingIOError:
