@@ -64,6 +64,4 @@ def public(sock: RawSocket) -> socket.socket:
     """The same connection as a ``socket.socket`` (``sock`` is consumed)."""
     import socket
 
-    if isinstance(sock, socket.socket):
-        return sock
     return socket.socket(fileno=sock.detach())

@@ -321,3 +321,17 @@ def test_ascii_names_reach_the_resolver_as_bytes(mocker):
     ]
     net.getaddrinfo("bücher.example", 22, 0, socket.SOCK_STREAM)
     assert seen == [b"bastion.example.org", "bücher.example"]
+
+
+def test_connect_returns_a_standard_socket(tmp_path):
+    """The Python API hands out socket.socket (paramiko's sock=), though the path uses _socket."""
+    import knockssh
+
+    empty = tmp_path / "hosts.toml"
+    empty.write_text("")
+    server = Server(lambda conn: conn.sendall(b"SSH-2.0-test\r\n"))
+    sock = knockssh.connect("127.0.0.1", server.port, env={"KNOCKSSH_CONFIG": str(empty)})
+    with sock:
+        assert isinstance(sock, socket.socket)
+        assert sock.recv(64) == b"SSH-2.0-test\r\n"
+    server.join()
