@@ -142,9 +142,12 @@ def bench_latency(lab, cfg: str, runs: int) -> None:
     fd = os.open(hosts, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.write(
         fd,
-        text.replace("[[host]]", '[[host]]\nmatch = ["nodelay.lab"]\nservice = "ssh"\n'
-                     f'secret_file = "{lab.path("secret")}"\nknock_delay_ms = 0\n\n[[host]]', 1)
-        .encode(),
+        text.replace(
+            "[[host]]",
+            '[[host]]\nmatch = ["nodelay.lab"]\nservice = "ssh"\n'
+            f'secret_file = "{lab.path("secret")}"\nknock_delay_ms = 0\n\n[[host]]',
+            1,
+        ).encode(),
     )
     os.close(fd)
     env = {**lab.client_env(), "KNOCKSSH_CONFIG": hosts}
@@ -278,15 +281,21 @@ def bench_throughput(lab, cfg: str, mb: int, runs: int) -> None:
         )
         for k, v in samples.items()
     ]
-    table(f"bulk download of {mb} MB through ssh (MB/s, higher is better), {runs} runs",
-          rows, base, "")
+    table(
+        f"bulk download of {mb} MB through ssh (MB/s, higher is better), {runs} runs",
+        rows,
+        base,
+        "",
+    )
 
 
 def _local_files(tmp: str) -> dict[str, str]:
     hosts = os.path.join(tmp, "hosts.toml")
     with open(hosts, "w") as f:
-        f.write('[[host]]\nmatch = ["h"]\nservice = "ssh"\nsecret_env = "KNOCKD_ROTATOR_SECRET"\n'
-                '[[host]]\nmatch = ["127.0.0.1"]\nsequence = "1,2,3,4,5,6,7,8,9,10"\n')
+        f.write(
+            '[[host]]\nmatch = ["h"]\nservice = "ssh"\nsecret_env = "KNOCKD_ROTATOR_SECRET"\n'
+            '[[host]]\nmatch = ["127.0.0.1"]\nsequence = "1,2,3,4,5,6,7,8,9,10"\n'
+        )
     return {**os.environ, "KNOCKD_ROTATOR_SECRET": SECRET, "KNOCKSSH_CONFIG": hosts}
 
 
@@ -297,7 +306,9 @@ def bench_coldstart(runs: int) -> None:
     cases = {
         "python -c pass (floor, same interpreter)": [sys.executable, "-c", "pass"],
         "  python -c 'import rotator, knockssh' (packages)": [
-            sys.executable, "-c", "import rotator, knockssh"
+            sys.executable,
+            "-c",
+            "import rotator, knockssh",
         ],
         "knockssh generate ssh": [knockssh, "generate", "ssh"],
         "knockssh check": [knockssh, "check"],
@@ -313,8 +324,12 @@ def bench_coldstart(runs: int) -> None:
                 )
             )
     base = median(samples["python -c pass (floor, same interpreter)"])
-    table(f"cold start (ms), {runs * 10} runs",
-          [(k, median(v) * 1000, "") for k, v in samples.items()], base * 1000, "ms")
+    table(
+        f"cold start (ms), {runs * 10} runs",
+        [(k, median(v) * 1000, "") for k, v in samples.items()],
+        base * 1000,
+        "ms",
+    )
     _import_profile(knockssh, env, tmp)
 
 
@@ -329,21 +344,32 @@ def _import_profile(knockssh: str, env: dict[str, str], cwd: str) -> None:
 
     threading.Thread(target=serve, daemon=True).start()
     port = str(server.getsockname()[1])
-    bare = subprocess.run([sys.executable, "-X", "importtime", "-c", "pass"],
-                          capture_output=True, text=True, cwd=cwd).stderr
+    bare = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "pass"], capture_output=True, text=True, cwd=cwd
+    ).stderr
     done = subprocess.run(
         [sys.executable, "-X", "importtime", knockssh, "127.0.0.1", port],
-        env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30, cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=30,
+        cwd=cwd,
     )
     server.close()
     at_start = {line.rsplit("|", 1)[1].strip() for line in bare.splitlines() if "|" in line}
-    rows = [line.replace("import time:", "").strip() for line in done.stderr.splitlines()
-            if "|" in line and "cumulative" not in line]
+    rows = [
+        line.replace("import time:", "").strip()
+        for line in done.stderr.splitlines()
+        if "|" in line and "cumulative" not in line
+    ]
     ours = [r for r in rows if r.rsplit("|", 1)[1].strip() not in at_start]
     total = sum(int(r.split("|")[0]) for r in ours)
-    print(f"  import-time profile of the ProxyCommand path (knock, connect, relay; loopback): "
-          f"{len(ours)} modules beyond the interpreter's own start, {total / 1000:.1f} ms in all "
-          "(self us | cumulative us | module):")
+    print(
+        f"  import-time profile of the ProxyCommand path (knock, connect, relay; loopback): "
+        f"{len(ours)} modules beyond the interpreter's own start, {total / 1000:.1f} ms in all "
+        "(self us | cumulative us | module):"
+    )
     for row in sorted(ours, key=lambda r: -int(r.split("|")[0]))[:8]:
         print("   ", row)
 
@@ -353,18 +379,28 @@ def bench_scale() -> None:
     hosts = os.path.join(tmp, "hosts.toml")
     with open(hosts, "w") as f:
         for i in range(10000):
-            f.write(f'[[host]]\nmatch = ["h{i}.example.org", "*.z{i}.example"]\n'
-                    f'service = "s{i}"\nsecret_env = "S"\n\n')
+            f.write(
+                f'[[host]]\nmatch = ["h{i}.example.org", "*.z{i}.example"]\n'
+                f'service = "s{i}"\nsecret_env = "S"\n\n'
+            )
     env = {**os.environ, "KNOCKSSH_CONFIG": hosts, "S": SECRET}
-    t = timed(lambda: subprocess.run([launcher(), "check", "h9990.example.org"],
-                                     env=env, check=True, capture_output=True))
+    t = timed(
+        lambda: subprocess.run(
+            [launcher(), "check", "h9990.example.org"], env=env, check=True, capture_output=True
+        )
+    )
     conf = os.path.join(tmp, "knockd.conf")
     with open(conf, "w") as f:
         for i in range(500):
             f.write(f"[s{i}_ROTATOR]\n    sequence = 1:tcp\n    tcpflags = syn\n\n")
     renv = {**os.environ, "KNOCKD_ROTATOR_SECRET": SECRET}
-    r = timed(lambda: subprocess.run(["knockssh-rotator", "--config", conf, "--no-reload",
-                                      "--no-schedule", "-q"], env=renv, check=True))
+    r = timed(
+        lambda: subprocess.run(
+            ["knockssh-rotator", "--config", conf, "--no-reload", "--no-schedule", "-q"],
+            env=renv,
+            check=True,
+        )
+    )
     print("\nscale")
     print(f"  lookup near the end of 10 000 host entries (knockssh check HOST): {t:.3f}s")
     print(f"  knockssh-rotator on 500 rotator sections (parse, derive, write): {r:.3f}s")
@@ -377,9 +413,11 @@ def main() -> int:
     p.add_argument("--only", default="latency,throughput,coldstart,scale")
     args = p.parse_args()
     parts = args.only.split(",")
-    print(f"machine: {os.cpu_count()} cores, Linux {os.uname().release}, "
-          f"Python {sys.version.split()[0]}, "
-          f"{subprocess.run(['ssh', '-V'], capture_output=True, text=True).stderr.strip()}")
+    print(
+        f"machine: {os.cpu_count()} cores, Linux {os.uname().release}, "
+        f"Python {sys.version.split()[0]}, "
+        f"{subprocess.run(['ssh', '-V'], capture_output=True, text=True).stderr.strip()}"
+    )
     if "coldstart" in parts:
         bench_coldstart(args.runs)
     if "scale" in parts:

@@ -11,6 +11,8 @@ out, argv = sys.argv[1], sys.argv[2:]
 pid = os.fork()
 if pid == 0:
     os.execvp(argv[0], argv)
+
+
 # ssh sends its ProxyCommand SIGHUP on exit: pass it on, and outlive CMD to report
 def pass_on(*_: object) -> None:
     try:

@@ -449,7 +449,8 @@ def new_name() -> str:
 def demo() -> int:
     lab = Lab(new_name())
     print(
-        f"== bringing up the lab {lab.name}: knockd + sshd + DROP firewall in netns {lab.server_ns}",
+        f"== bringing up the lab {lab.name}: knockd + sshd + DROP firewall "
+        f"in netns {lab.server_ns}",
         flush=True,
     )
     lab.up()
@@ -473,12 +474,11 @@ def demo() -> int:
                 "echo session running: $(id -un)@$(hostname) sees $SSH_CONNECTION",
             ]
         )
+        door = "open" if lab.door_open() else "closed"
         print(
+            f"== door after the session: {door} "
+            f"(knockd closes it after cmd_timeout={CMD_TIMEOUT}s)",
             flush=True,
-            *[
-                f"== door after the session: {'open' if lab.door_open() else 'closed'} "
-                f"(knockd closes it after cmd_timeout={CMD_TIMEOUT}s)"
-            ],
         )
         return done.returncode
     finally:
