@@ -305,6 +305,11 @@ def bench_coldstart(runs: int) -> None:
     knockssh = launcher()
     cases = {
         "python -c pass (floor, same interpreter)": [sys.executable, "-c", "pass"],
+        "  python -c 'import os; os._exit(0)' (no teardown)": [
+            sys.executable,
+            "-c",
+            "import os; os._exit(0)",
+        ],
         "  python -c 'import rotator, knockssh' (packages)": [
             sys.executable,
             "-c",

@@ -48,6 +48,25 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def run() -> None:
+    """The ``knockssh`` command: ``main()``, then exit without the interpreter's teardown.
+
+    Freeing every module and object at exit costs about 3 ms on the test machine,
+    as much as all our imports. knockssh writes with ``os.write``; exit handlers and
+    anything a library buffered still run and are flushed first.
+    """
+    code = main()
+    import atexit  # built in
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError):  # None when started without that fd; a closed pipe
+            pass
+    os._exit(code)
+
+
 def _command(args: list[str]) -> tuple[str, list[str]]:
     """ProxyCommand form first: two positionals whose second is a port, whatever the host."""
     positions = _positional_indexes(args)

@@ -1,9 +1,11 @@
 """``knockssh generate``: exactly one line on stdout, errors on stderr, no secret."""
 
 import os
+import subprocess
+import sys
 
 import pytest
-from helpers import SECRET, run_cli
+from helpers import ROOT, SECRET, run_cli
 
 
 def env_with(**extra):
@@ -88,3 +90,23 @@ def test_65536_error_names_period_and_offset():
 def test_unknown_command_is_a_usage_error():
     done = run_cli("knockssh", "frobnicate", env=env_with())
     assert done.returncode == 2 and b"unknown command" in done.stderr
+
+
+@pytest.mark.parametrize(("args", "code"), [(["--help"], 0), (["frobnicate"], 2)])
+def test_fast_exit_keeps_exit_handlers_buffers_and_status(args, code):
+    """run() skips the interpreter's teardown, not what the teardown would have done."""
+    script = (
+        "import atexit, os, sys\n"
+        "atexit.register(lambda: os.write(2, b'handler ran'))\n"
+        "sys.stdout.write('buffered text')\n"  # still in Python's buffer
+        f"sys.argv[1:] = {args!r}\n"
+        "from knockssh.cli import run\n"
+        "run()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, cwd=ROOT, env=env_with(), timeout=30
+    )
+    assert done.returncode == code
+    assert b"buffered text" in done.stdout
+    assert done.stderr.startswith(b"knockssh: unknown" if code else b"handler ran")
+    assert done.stderr.endswith(b"handler ran")
