@@ -335,3 +335,24 @@ def test_connect_returns_a_standard_socket(tmp_path):
         assert isinstance(sock, socket.socket)
         assert sock.recv(64) == b"SSH-2.0-test\r\n"
     server.join()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="F_SETPIPE_SZ is Linux's")
+def test_relay_grows_the_pipes_from_ssh(tmp_path):
+    import fcntl
+
+    from knockssh.relay import F_GETPIPE_SZ, PIPE_SIZE
+
+    def handler(conn):
+        conn.sendall(b"SSH-2.0-test\r\n")
+        return conn.recv(100)
+
+    server = Server(handler)
+    p = proxy(server.port, tmp_path)
+    assert p.stdout.read(14) == b"SSH-2.0-test\r\n"  # the relay runs: it grew them first
+    assert fcntl.fcntl(p.stdout.fileno(), F_GETPIPE_SZ) == PIPE_SIZE
+    assert fcntl.fcntl(p.stdin.fileno(), F_GETPIPE_SZ) == PIPE_SIZE
+    p.stdin.write(b"bye")
+    p.stdin.close()
+    assert p.wait(30) == 0
+    assert server.join() == b"bye"
