@@ -170,7 +170,7 @@ def _generate(args: list[str], log: Log) -> int:
         knocks = scheme.derive(settings, positionals[0], start)
     except scheme.SchemeError as exc:
         raise KnocksshError(str(exc)) from None
-    if log.level >= VERBOSE:
+    if log.level >= VERBOSE:  # log.info checks too, but entropy_bits would load math first
         log.info(f"entropy {settings.entropy_bits:.2f} bits; period starting at {start}")
     os.write(1, (scheme.client_form(knocks) + "\n").encode())
     return 0

@@ -477,7 +477,7 @@ def demo() -> int:
         door = "open" if lab.door_open() else "closed"
         print(
             f"== door after the session: {door} "
-            f"(knockd closes it after cmd_timeout={CMD_TIMEOUT}s)",
+            f"(knockd closes it after cmd_timeout={lab.cmd_timeout}s)",
             flush=True,
         )
         return done.returncode
