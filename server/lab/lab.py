@@ -16,6 +16,7 @@ the README demo and bench/.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -351,6 +352,11 @@ table inet knocklab {{
             return None
         return pid if os.path.exists(f"/proc/{pid}") and _not_zombie(pid) else None
 
+    def pending_stops(self) -> list[int]:
+        """knockd's children still waiting out cmd_timeout to run a stop_command."""
+        pid = self.knockd_pid()
+        return _children(pid) if pid else []
+
     def _sshd(self) -> None:
         os.makedirs("/run/sshd", exist_ok=True)
         run(["/usr/sbin/sshd", "-f", self.path("sshd_config")], ns=self.server_ns)
@@ -372,6 +378,12 @@ table inet knocklab {{
         return f"-s {CLIENT_IP}/32" in out
 
     def close_door(self) -> None:
+        """Remove the client's rule, and cancel the stop_commands knockd still has
+        pending from earlier knocks: one firing later would remove the rule that the
+        next knock adds (knockd waits out cmd_timeout in a forked child)."""
+        for child in self.pending_stops():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
         if self.firewall() == "nftables":
             run(["nft", "flush", "set", "inet", "knocklab", "allowed"], ns=self.server_ns)
             return
@@ -424,6 +436,17 @@ def read(path: str) -> str:
 def _not_zombie(pid: int) -> bool:
     stat = read(f"/proc/{pid}/stat")
     return bool(stat) and stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _children(pid: int) -> list[int]:
+    """Live (not zombie) children of ``pid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        stat = read(f"/proc/{entry}/stat") if entry.isdigit() else ""
+        fields = stat.rsplit(")", 1)[1].split() if stat else []
+        if fields and fields[0] != "Z" and int(fields[1]) == pid:
+            found.append(int(entry))
+    return found
 
 
 def _kill_pidfile(path: str) -> None:

@@ -321,6 +321,17 @@ def test_client_past_boundary_falls_back_to_previous(fresh, record):
     assert done.stdout.startswith(b"SSH-2.0-OpenSSH")
 
 
+def test_close_door_cancels_pending_stop_commands(fresh, record):
+    # knockd waits out cmd_timeout in a child; left running, that child's
+    # stop_command would remove the rule a later test's knock adds
+    done = record(fresh.in_client(["knockssh", "knock", "knocked.lab"], capture_output=True))
+    assert done.returncode == 0 and wait_for(fresh.door_open, 5)
+    assert fresh.pending_stops()
+    fresh.close_door()
+    assert not fresh.door_open()
+    assert wait_for(lambda: not fresh.pending_stops(), 5)
+
+
 def test_grace_keeps_previous_sequence(fresh, record):
     boundary = period_now() + PERIOD
     done = record(fresh.rotate(at=boundary + 10, extra=["--grace", "600"]))
