@@ -2,6 +2,7 @@
 
 import os
 import sys
+import time
 
 import pytest
 from helpers import ROOT
@@ -33,9 +34,17 @@ def lab():
         instance.down()
 
 
+BOUNDARY_MARGIN = 30  # seconds; longer than any one test takes
+
+
 @pytest.fixture
 def fresh(lab):
-    """The lab on the current period with the door closed before the test."""
+    """The lab on the current period with the door closed before the test, and
+    the test clear of a period boundary (the tests compute "the current period"
+    on both sides, so one straddling a boundary would fail without a bug)."""
+    left = labmod.PERIOD - time.time() % labmod.PERIOD
+    if left < BOUNDARY_MARGIN:
+        time.sleep(left + 1)  # the condition awaited is the clock itself
     done = lab.rotate()
     OUTPUTS.extend([done.stdout.encode(), done.stderr.encode()])
     lab.close_door()
