@@ -350,7 +350,7 @@ table inet knocklab {{
             pid = int(read(self.knockd_pidfile).strip())
         except ValueError:
             return None
-        return pid if os.path.exists(f"/proc/{pid}") and _not_zombie(pid) else None
+        return pid if _not_zombie(pid) else None  # a gone process has no /proc entry
 
     def pending_stops(self) -> list[int]:
         """knockd's children still waiting out cmd_timeout to run a stop_command."""
@@ -433,18 +433,24 @@ def read(path: str) -> str:
         return ""
 
 
-def _not_zombie(pid: int) -> bool:
+def _state_and_parent(pid: int | str) -> tuple[str, int] | None:
+    """A process's state letter and parent pid from /proc, or None once it is gone."""
     stat = read(f"/proc/{pid}/stat")
-    return bool(stat) and stat.rsplit(")", 1)[1].split()[0] != "Z"
+    fields = stat.rsplit(")", 1)[1].split() if stat else []  # after "(comm)"
+    return (fields[0], int(fields[1])) if fields else None
+
+
+def _not_zombie(pid: int) -> bool:
+    found = _state_and_parent(pid)
+    return found is not None and found[0] != "Z"
 
 
 def _children(pid: int) -> list[int]:
     """Live (not zombie) children of ``pid``."""
     found = []
     for entry in os.listdir("/proc"):
-        stat = read(f"/proc/{entry}/stat") if entry.isdigit() else ""
-        fields = stat.rsplit(")", 1)[1].split() if stat else []
-        if fields and fields[0] != "Z" and int(fields[1]) == pid:
+        process = _state_and_parent(entry) if entry.isdigit() else None
+        if process is not None and process[0] != "Z" and process[1] == pid:
             found.append(int(entry))
     return found
 
