@@ -11,7 +11,7 @@ from .errors import KnocksshError
 def report(config: str | None, host: str | None, at: float) -> tuple[str, bool]:
     from rotator import scheme
 
-    from .plan import settings_for
+    from .sequences import settings_for
 
     hostmap = mapping.load(config, os.environ)
     lines = [f"mapping file: {hostmap.path} ({len(hostmap.entries)} host entries)"]

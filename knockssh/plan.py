@@ -1,20 +1,34 @@
-"""Which sequences to knock for a host, in order: the current period, then the
-previous one, then the next (clock skew, a server that has not rotated yet)."""
+"""The knock plan: which sequences to knock, in what order, with what pauses, and
+when to give up. Pure: a function of the settings, the instant and what happened
+so far; no clock, no network, no randomness of its own (the caller passes a
+random number), so every decision is tested without mocks.
+
+How knockd matches knocks shapes every rule here (see the README and knockd's
+``sniff()``): it keeps one attempt per source address, fails it at the first
+captured packet that is not its next step, and starts an attempt only from a
+door's first step when no attempt is under way.
+"""
 
 from __future__ import annotations
 
 from rotator import scheme
 
-from .errors import KnocksshError
-from .secrets import resolve
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Sequence
 
-    from .mapping import HostEntry
+DEFAULT_CLOCK_SKEW = 300  # seconds; also covers a knockd_rotator server ~250 s late
+FIRST_WINDOW = 0.6  # seconds to wait for the door after the first sequence
+WINDOW_GROWTH = 1.5  # each later round waits longer: a slow path needs more
+MAX_PAUSE = 0.5  # upper bound of the random pause before a later round
+PROBE_WINDOW = 0.3  # at most, trying a door a sibling just opened before knocking ourselves
+MIN_PROBE = 0.02
+MIN_STEP = 0.05  # a step with less time than this left is not worth starting
+RECENTLY_OPENED = 5.0  # seconds: a door a sibling got through this recently is tried first
 
-FALLBACK_OFFSETS = (0, -1, 1)
+PROBE, KNOCK = "probe", "knock"
+TIMED_OUT, REFUSED, UNREACHABLE = "timed out", "refused", "unreachable"
+NAMES = {0: "current", -1: "previous", 1: "next"}
 
 
 class Attempt:
@@ -30,42 +44,161 @@ class Attempt:
         return f"Attempt({self.label!r}, {len(self.knocks)} knocks)"
 
 
-def settings_for(entry: HostEntry, env: Mapping[str, str]) -> scheme.Settings:
-    try:
-        ports = scheme.parse_port_spec(entry.get("ports")) if entry.get("ports") else None
-        settings = scheme.settings_from_env(
-            env,
-            secret=resolve(entry, env),
-            length=entry.get("length"),
-            ports=ports,
-            period=entry.get("period"),
-            proto_modulo=entry.get("proto_modulo"),
-        )
-        scheme.validate(settings)
-    except scheme.SchemeError as exc:
-        raise KnocksshError(f"{entry.label}: {exc}") from None
-    return settings
+def offsets_to_knock(at: float, period: int, clock_skew: float, offset: int | None) -> list[int]:
+    """Which periods to knock at instant ``at``, current first.
+
+    A neighbouring period is knocked only when ``at`` lies within ``clock_skew``
+    seconds of the boundary to it, the nearer one first: a sequence is never sent
+    earlier than that before its period (anyone who saw it could open the door
+    for the whole period). ``offset`` forces exactly one period.
+    """
+    if offset is not None:
+        return [offset]
+    start = scheme.period_start(at, period)
+    to_next, since_start = start + period - at, at - start
+    found = [0]
+    for distance, neighbour in sorted(((to_next, 1), (since_start, -1))):
+        if distance <= clock_skew:
+            found.append(neighbour)
+    return found
 
 
-def attempts(
-    entry: HostEntry, env: Mapping[str, str], at: float, offset: int | None = None
-) -> list[Attempt]:
-    """Sequences to try for ``entry`` at instant ``at``; ``offset`` forces one period."""
-    if entry.static_sequence is not None:
-        return [Attempt("static sequence", scheme.parse_sequence(entry.static_sequence))]
-    settings = settings_for(entry, env)
-    service = str(entry.service)
-    found = []
-    skipped = []
-    for off in (offset,) if offset is not None else FALLBACK_OFFSETS:
+def rotated_attempts(
+    settings: scheme.Settings, service: str, offsets: Sequence[int], at: float
+) -> tuple[list[Attempt], list[str]]:
+    """The sequences of ``offsets``' periods, and why any could not be derived."""
+    found, skipped = [], []
+    for off in offsets:
         start = scheme.period_start(at, settings.period, off)
-        name = {0: "current", -1: "previous", 1: "next"}.get(off, f"offset {off:+d}")
+        name = NAMES.get(off, f"offset {off:+d}")
         try:
             found.append(
                 Attempt(f"period {start} ({name})", scheme.derive(settings, service, start))
             )
         except scheme.SchemeError as exc:
             skipped.append(str(exc))
-    if not found:
-        raise KnocksshError(f"{entry.label}: {skipped[0]}")
-    return found
+    return found, skipped
+
+
+def seconds_to_boundary(at: float, period: int) -> float:
+    """How far ``at`` is from the nearest period boundary."""
+    start = scheme.period_start(at, period)
+    return min(at - start, start + period - at)
+
+
+# -- clearing a stale attempt ---------------------------------------------
+
+
+def _leaves_nothing(
+    sequences: Sequence[tuple[scheme.Knock, ...]], packets: Sequence[scheme.Knock]
+) -> bool:
+    """Would ``packets`` end every half-done attempt at any of ``sequences``, and
+    start none when there is no attempt? Follows knockd 0.8's matching: a packet
+    that is an attempt's next step advances it (the last step completes it), any
+    other captured packet fails it; only a door's first step starts an attempt."""
+    firsts = {seq[0] for seq in sequences}
+    if any(p in firsts for p in packets):
+        return False
+    for seq in sequences:
+        for stage in range(1, len(seq)):  # an attempt that has seen `stage` knocks
+            live: int | None = stage
+            for p in packets:
+                if live is None:
+                    break  # gone: later packets start nothing (none is a first step)
+                live = live + 1 if seq[live] == p else None
+                if live == len(seq):
+                    live = None  # completed: knockd removes it
+            if live is not None:
+                return False
+    return True
+
+
+def clearing_knocks(attempts: Sequence[Attempt]) -> tuple[scheme.Knock, ...]:
+    """Packets that, sent before a sequence, end any attempt knockd still holds for
+    our address (half done by a lost knock or a colliding knocker), so that the
+    sequence's first knock starts clean. They are ports of the sequences we knock
+    (only those reach knockd's capture filter), never a first step.
+
+    Usually one packet does it: the last knock of the first sequence fails every
+    half-done attempt but one a single knock from done, which it completes.
+    """
+    sequences = [a.knocks for a in attempts if len(a.knocks) > 1]
+    if not sequences:
+        return ()
+    ours = sequences[0]
+    candidates = list(dict.fromkeys(reversed(ours[1:])))  # last knock first, no repeats
+    for p in candidates:
+        if _leaves_nothing(sequences, (p,)):
+            return (p,)
+    for p in candidates:
+        for q in candidates:
+            if _leaves_nothing(sequences, (p, q)):  # p == q too: a repeat can finish it off
+                return (p, q)
+    return ()  # nothing provably clears: a stale attempt then expires after seq_timeout
+
+
+# -- the steps -------------------------------------------------------------
+
+
+def probe_window(rtt: float | None) -> float:
+    """How long to try a door a sibling got through: a few of its round trips
+    (the kernel's estimate for that connection), else PROBE_WINDOW."""
+    if rtt is None:
+        return PROBE_WINDOW
+    return min(PROBE_WINDOW, max(MIN_PROBE, 4 * rtt + 0.01))
+
+
+class Step:
+    """What to do next: try the door (PROBE) or clear, knock ``attempt`` and wait
+    (KNOCK), after ``pause`` seconds; wait up to ``window`` seconds for the door."""
+
+    __slots__ = ("attempt", "kind", "pause", "round", "window")
+
+    def __init__(self, kind: str, attempt: int, pause: float, window: float, round: int) -> None:
+        self.kind = kind
+        self.attempt = attempt  # index into the attempts
+        self.pause = pause
+        self.window = window
+        self.round = round  # 0 for the first pass over the attempts
+
+    def __repr__(self) -> str:
+        return (
+            f"Step({self.kind}, attempt {self.attempt}, round {self.round}, "
+            f"pause {self.pause:.3f}, window {self.window:.3f})"
+        )
+
+
+def next_step(
+    n_attempts: int,
+    timeout: float,
+    elapsed: float,
+    history: Sequence[tuple[str, str]],
+    rand: float,
+    waited: bool = False,
+    probe: float = PROBE_WINDOW,
+) -> Step | None:
+    """The next step, or None to give up.
+
+    ``history`` holds each step so far as (kind, how it ended): TIMED_OUT,
+    REFUSED or UNREACHABLE (a success ends the plan). ``waited``: since the last
+    step we waited for a sibling knocking the same address (or one got through
+    recently), so the door may be open: try it for ``probe`` seconds before
+    knocking. ``rand`` in [0, 1) draws the pause before a later round, so that
+    knockers behind one address (two machines behind a NAT, two users) stop
+    colliding round after round.
+    """
+    last = history[-1] if history else None
+    if last is not None and last[0] == KNOCK and last[1] in (REFUSED, UNREACHABLE):
+        return None  # the door opened and nothing listens, or no route: knocking won't help
+    left = timeout - elapsed
+    if left < MIN_STEP:
+        return None
+    if waited:
+        return Step(PROBE, 0, 0.0, min(probe, left), 0)
+    knocked = sum(1 for kind, _ in history if kind == KNOCK)
+    rnd, index = divmod(knocked, n_attempts)
+    pause = MAX_PAUSE * rand if rnd > 0 and index == 0 and last and last[0] == KNOCK else 0.0
+    if left - pause < MIN_STEP:
+        return None
+    window = min(FIRST_WINDOW * WINDOW_GROWTH**rnd, left - pause)
+    return Step(KNOCK, index, pause, window, rnd)

@@ -7,8 +7,8 @@ import pytest
 from knockssh import mapping
 from knockssh.errors import KnocksshError
 from knockssh.mapping import glob, matches
-from knockssh.plan import attempts
 from knockssh.secrets import resolve
+from knockssh.sequences import attempts_for
 
 GOOD = b"""
 [defaults]
@@ -134,15 +134,14 @@ def test_attempt_order_and_forced_offset(tmp_path):
     m = load(tmp_path, GOOD)
     entry = m.lookup("bastion.example.org")
     env = {"BASTION_SECRET": "0123456789abc"}
-    tries = attempts(entry, env, 7200 + 5)
-    assert [t.label for t in tries] == [
-        "period 7200 (current)",
-        "period 3600 (previous)",
-        "period 10800 (next)",
-    ]
-    assert len({t.knocks for t in tries}) == 3
-    assert [t.label for t in attempts(entry, env, 7205, offset=-2)] == ["period 0 (offset -2)"]
-    static = attempts(m.lookup("legacy.example.net"), env, 0)
+    tries, period = attempts_for(entry, env, 7200 + 5)  # 5 s after a boundary
+    assert period == 3600
+    assert [t.label for t in tries] == ["period 7200 (current)", "period 3600 (previous)"]
+    assert len({t.knocks for t in tries}) == 2
+    forced, _ = attempts_for(entry, env, 7205, offset=-2)
+    assert [t.label for t in forced] == ["period 0 (offset -2)"]
+    static, period = attempts_for(m.lookup("legacy.example.net"), env, 0)
+    assert period is None
     assert [str(k) for k in static[0].knocks] == ["7000:tcp", "8000:udp", "9000:tcp"]
 
 

@@ -1,0 +1,208 @@
+"""The knock plan, pure: which periods, which packets clear a stale attempt, which
+step comes next. No network, no clock, no mocks."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from knockd_model import Knockd
+
+from knockssh import plan
+from rotator.scheme import Knock, Settings, parse_port_spec
+
+P = 21600
+SKEW = 300
+
+
+def offsets(at, skew=SKEW, offset=None):
+    return plan.offsets_to_knock(at, P, skew, offset)
+
+
+def test_far_from_a_boundary_only_the_current_period():
+    assert offsets(10 * P + P / 2) == [0]
+    assert offsets(10 * P + SKEW + 1) == [0]
+    assert offsets(11 * P - SKEW - 1) == [0]
+
+
+def test_near_a_boundary_the_neighbour_on_that_side_only():
+    assert offsets(11 * P - 100) == [0, 1]  # the next period only 100 s before its start
+    assert offsets(10 * P + 100) == [0, -1]  # a server up to ~250 s late is still on it
+    assert offsets(11 * P - SKEW) == [0, 1]
+
+
+def test_a_short_period_within_the_skew_both_sides_nearer_first():
+    assert plan.offsets_to_knock(1000 * 30 + 10, 30, SKEW, None) == [0, -1, 1]
+    assert plan.offsets_to_knock(1000 * 30 + 20, 30, SKEW, None) == [0, 1, -1]
+
+
+def test_skew_zero_and_forced_offset():
+    assert offsets(11 * P - 1, skew=0) == [0]
+    assert offsets(11 * P - 1, offset=-3) == [-3]
+    assert offsets(10 * P + P / 2, offset=1) == [1]
+
+
+def test_no_sequence_before_its_time():
+    """Whatever the instant, a later period is knocked only within SKEW of its start."""
+    for at in range(10 * P, 11 * P, 97):
+        for off in offsets(at):
+            start = (at // P + off) * P
+            assert start - at <= SKEW
+
+
+def test_seconds_to_boundary():
+    assert plan.seconds_to_boundary(10 * P + 5, P) == 5
+    assert plan.seconds_to_boundary(11 * P - 7, P) == 7
+
+
+def test_rotated_attempts_label_and_derive():
+    settings = Settings("0123456789abc", 10, parse_port_spec("2000-65535"), P)
+    found, skipped = plan.rotated_attempts(settings, "ssh", [0, 1], 10 * P + 5)
+    assert [a.label for a in found] == [f"period {10 * P} (current)", f"period {11 * P} (next)"]
+    assert skipped == [] and found[0].knocks != found[1].knocks
+
+
+# -- clearing -------------------------------------------------------------
+
+
+def seq(*ports):
+    return plan.Attempt("s", tuple(Knock(p) for p in ports))
+
+
+def stale_then_knock(doors, stage, clear, door=0):
+    """knockd holds an attempt `stage` knocks into `door`; we clear, then knock door 0."""
+    model = Knockd(doors).send([*doors[door][:stage], *clear])
+    model.opened.clear()  # clearing may complete an attempt one knock from done
+    return model.send(doors[0])
+
+
+def test_one_packet_usually_clears():
+    attempt = seq(2001, 2002, 2003, 2004, 2005)
+    assert plan.clearing_knocks([attempt]) == (Knock(2005),)
+
+
+@pytest.mark.parametrize("stage", range(0, 5))
+def test_after_clearing_the_sequence_opens_the_door(stage):
+    attempt = seq(2001, 2002, 2003, 2004, 2005)
+    clear = plan.clearing_knocks([attempt])
+    assert stale_then_knock([attempt.knocks], stage, clear).opened == [0]
+
+
+@pytest.mark.parametrize("stage", range(1, 5))
+def test_without_clearing_a_stale_attempt_costs_the_round(stage):
+    """Why clearing exists: the first knock only fails the stale attempt."""
+    attempt = seq(2001, 2002, 2003, 2004, 2005)
+    assert stale_then_knock([attempt.knocks], stage, ()).opened == []
+
+
+def test_repeated_last_port_needs_a_pair():
+    attempt = seq(2001, 2005, 2003, 2005, 2005)  # the last knock is also knock 2 and 4
+    clear = plan.clearing_knocks([attempt])
+    assert len(clear) == 2 and Knock(2001) not in clear
+    for stage in range(5):
+        assert stale_then_knock([attempt.knocks], stage, clear).opened == [0], stage
+
+
+def test_neighbouring_sequences_are_cleared_too_and_never_started():
+    current, nxt = seq(2001, 2002, 2003, 2004, 2005), seq(3001, 2005, 3003, 3004, 3005)
+    clear = plan.clearing_knocks([current, nxt])
+    doors = [current.knocks, nxt.knocks]
+    assert not set(clear) & {current.knocks[0], nxt.knocks[0]}
+    for door in range(2):
+        for stage in range(5):
+            assert 0 in stale_then_knock(doors, stage, clear, door).opened, (door, stage)
+
+
+def test_nothing_to_clear_with_a_single_knock():
+    assert plan.clearing_knocks([seq(7000)]) == ()
+
+
+knock_lists = st.lists(st.integers(2000, 2012), min_size=5, max_size=12)
+
+
+@given(knock_lists, st.data())
+def test_clearing_always_leaves_knockd_ready(ports, data):
+    """For any sequence (repeats included) and any stale stage, clear + knock opens
+    the door, or no clearing was offered because none provably works."""
+    attempt = seq(*ports)
+    clear = plan.clearing_knocks([attempt])
+    if not clear:
+        return
+    stage = data.draw(st.integers(0, len(ports) - 1))
+    model = stale_then_knock([attempt.knocks], stage, clear)
+    assert model.opened == [0]
+
+
+def test_clearing_is_found_for_typical_sequences():
+    import random
+
+    rng = random.Random(7)
+    for _ in range(200):
+        attempt = seq(*(rng.randrange(2000, 65536) for _ in range(10)))
+        assert plan.clearing_knocks([attempt]), attempt
+
+
+# -- steps ----------------------------------------------------------------
+
+
+def run(n, timeout, outcomes, rand=0.5, waited_at=(), step_time=None):
+    """Drive next_step as the client does, each step taking its whole window
+    (plus its pause) and ending with the next of ``outcomes``."""
+    history, elapsed, steps = [], 0.0, []
+    outcomes = iter(outcomes)
+    while True:
+        step = plan.next_step(n, timeout, elapsed, history, rand, len(history) in waited_at)
+        if step is None:
+            return steps
+        steps.append(step)
+        elapsed += step.pause + (step.window if step_time is None else step_time)
+        history.append((step.kind, next(outcomes, plan.TIMED_OUT)))
+
+
+def test_first_round_fast_later_rounds_paused_and_wider():
+    steps = run(1, 10, [])
+    assert steps[0].pause == 0 and steps[0].window == plan.FIRST_WINDOW
+    assert all(s.kind == plan.KNOCK for s in steps)
+    assert all(s.pause == pytest.approx(plan.MAX_PAUSE * 0.5) for s in steps[1:])
+    windows = [s.window for s in steps[:-1]]
+    assert windows == sorted(windows) and len(set(windows)) == len(windows)
+    assert sum(s.pause + s.window for s in steps) <= 10 + 1e-9
+
+
+def test_pause_follows_the_random_draw():
+    assert run(1, 10, [], rand=0.0)[1].pause == 0
+    assert run(1, 10, [], rand=0.99)[1].pause == pytest.approx(0.99 * plan.MAX_PAUSE)
+
+
+def test_rounds_go_over_the_periods_in_order_pausing_only_between_rounds():
+    steps = run(2, 10, [])
+    assert [s.attempt for s in steps[:6]] == [0, 1, 0, 1, 0, 1]
+    assert [s.round for s in steps[:4]] == [0, 0, 1, 1]
+    assert steps[1].pause == 0 and steps[2].pause > 0 and steps[3].pause == 0
+
+
+def test_refused_after_knocking_ends_at_once():
+    steps = run(2, 10, [plan.REFUSED])
+    assert len(steps) == 1
+    assert len(run(1, 10, [plan.TIMED_OUT, plan.UNREACHABLE])) == 2
+
+
+def test_waiting_for_a_sibling_tries_its_door_first():
+    steps = run(1, 10, [], waited_at=(0,))
+    assert steps[0].kind == plan.PROBE and steps[0].window == plan.PROBE_WINDOW
+    assert steps[1].kind == plan.KNOCK and steps[1].pause == 0 and steps[1].round == 0
+
+
+def test_a_refused_probe_does_not_end_the_plan():
+    """A door refusing before we knocked may be a REJECT firewall: knock anyway."""
+    steps = run(1, 10, [plan.REFUSED], waited_at=(0,))
+    assert [s.kind for s in steps[:2]] == [plan.PROBE, plan.KNOCK]
+
+
+def test_gives_up_when_the_time_is_spent():
+    assert plan.next_step(1, 10, 10 - plan.MIN_STEP / 2, [], 0.5) is None
+    last = run(1, 3, [])[-1]
+    assert last.window <= 3
+
+
+def test_a_short_timeout_still_knocks_once():
+    steps = run(1, 0.2, [])
+    assert len(steps) == 1 and steps[0].window == pytest.approx(0.2)
