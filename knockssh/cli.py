@@ -7,12 +7,14 @@ import sys
 
 from .errors import KnocksshError, UsageError
 from .log import NORMAL, QUIET, VERBOSE, Log
+from .peer import PeerGone
 
 USAGE = """\
 usage: knockssh [-4|-6] [--config PATH] [--fdpass] [--offset N] [-v|-q] HOST PORT
        knockssh generate SERVICE [--offset N] [--at UNIX_SECONDS]   (or --service S)
        knockssh knock HOST [SERVICE] [--service S] [--offset N] [-4|-6] [--config PATH]
        knockssh check [HOST] [--config PATH]
+Every command takes -4/-6 and -v/-q anywhere on its line.
 
 HOST PORT (two arguments, the second a port number) is the ProxyCommand form:
   ProxyCommand knockssh %h %p           in ~/.ssh/config
@@ -20,7 +22,10 @@ It knocks when HOST is in the mapping file, then relays stdin/stdout to the
 connection (or, with --fdpass under ProxyUseFdpass yes, hands the socket to ssh).
 The mapping file is $KNOCKSSH_CONFIG, else --config, else
 $XDG_CONFIG_HOME/knockssh/hosts.toml. Sequences use KNOCKD_ROTATOR_* variables
-for anything the mapping file does not set. Diagnostics go to stderr only.
+for anything the mapping file does not set. Diagnostics go to stderr only;
+failures of the ProxyCommand are also kept in
+$XDG_STATE_HOME/knockssh/failures.log (~/.local/state/knockssh/failures.log),
+since under ControlPersist ssh discards the ProxyCommand's stderr.
 """
 COMMANDS = ("generate", "knock", "check")
 COMMON_FLAGS = {"-v": "verbose", "--verbose": "verbose", "-q": "quiet", "--quiet": "quiet"}
@@ -31,18 +36,28 @@ VALUE_OPTIONS = ("--config", "--offset", "--at", "--service")
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     log = Log(NORMAL)
+    command = ""
     try:
         if args and args[0] in ("-h", "--help", "help"):
             os.write(1, USAGE.encode())
             return 0
         command, rest = _command(args)
+        if "-h" in rest or "--help" in rest:
+            os.write(1, USAGE.encode())
+            return 0
         return {"proxy": _proxy, "generate": _generate, "knock": _knock, "check": _check}[command](
             rest, log
         )
+    except PeerGone:
+        return 1  # ssh is gone: nobody to tell
     except KnocksshError as exc:
         log.error(str(exc))
         if isinstance(exc, UsageError):
             log.error("try 'knockssh --help'")
+        elif command == "proxy":
+            from .failures import record
+
+            record(os.environ, str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -90,7 +105,7 @@ def _positional_indexes(args: list[str]) -> list[int]:
         arg = args[i]
         if arg == "--":
             return found + list(range(i + 1, len(args)))
-        if arg.startswith("-") and arg != "-" and not arg[1:].isdigit():
+        if arg.startswith("-") and arg != "-":  # -4, -6 are flags, never a name
             if arg in VALUE_OPTIONS:
                 i += 1  # skip its value
         else:
@@ -132,6 +147,8 @@ def _proxy(args: list[str], log: Log) -> int:
 
     if opts.get("fdpass") and not is_socket(1):
         raise UsageError("--fdpass needs ProxyUseFdpass yes (stdout is not a socket)")
+    from .peer import Watch
+
     sock = open_connection(
         host,
         port,
@@ -139,6 +156,7 @@ def _proxy(args: list[str], log: Log) -> int:
         family=_family(opts),
         offset=_offset(opts),
         log=log,
+        watch=Watch((1,)),  # stdout is ssh: its hang-up ends the knocking at once
     )
     if opts.get("fdpass"):
         pass_fd(sock)
@@ -152,7 +170,9 @@ def _proxy(args: list[str], log: Log) -> int:
 
 def _generate(args: list[str], log: Log) -> int:
     opts, positionals = parse(
-        args, COMMON_FLAGS, {"--offset": "offset", "--at": "at", "--service": "service"}
+        args,
+        {**COMMON_FLAGS, **NET_FLAGS},  # accepted everywhere; a sequence has no family
+        {"--offset": "offset", "--at": "at", "--service": "service"},
     )
     log.level = _level(opts)
     if opts.get("service"):
@@ -193,32 +213,28 @@ def _knock(args: list[str], log: Log) -> int:
         raise UsageError("usage: knockssh knock HOST [SERVICE] [--service S] [--offset N]")
     host = positionals[0]
     service = opts.get("service") or (positionals[1] if len(positionals) == 2 else None)
-    import time
-
     from . import mapping
-    from .client import addresses_for, knock_delay
-    from .knock import send_knocks
-    from .plan import attempts
+    from .client import Knocker
 
     entry = mapping.load(opts.get("config"), os.environ).lookup(host)  # type: ignore[arg-type]
     if service:
-        values = dict(entry.values) if entry else {}
-        values.pop("sequence", None)
-        values["service"] = service
-        label = entry.label if entry else "command line"
-        entry = mapping.HostEntry(label, 0, (host,), values)
+        entry = (
+            entry.with_service(str(service))
+            if entry
+            else mapping.HostEntry("command line", 0, (host,), {"service": service})
+        )
     if entry is None:
         raise KnocksshError(f"{host}: not in the mapping file; name a SERVICE to knock")
-    offset = _offset(opts)
-    chosen = attempts(entry, os.environ, time.time(), 0 if offset is None else offset)[0]
-    _, (fam, sockaddr) = addresses_for(entry, host, 0, _family(opts))
-    send_knocks(fam, sockaddr, chosen.knocks, knock_delay(entry))
-    log.info(f"knocked {len(chosen.knocks)} ports at {sockaddr[0]}, {chosen.label}")
+    family = _family(opts)
+    chosen = Knocker(entry, os.environ, log).knock_only(host, family, _offset(opts))
+    log.info(f"knocked {len(chosen.knocks)} ports for {host}, {chosen.label} ({entry.label})")
     return 0
 
 
 def _check(args: list[str], log: Log) -> int:
-    opts, positionals = parse(args, COMMON_FLAGS, {"--config": "config", "--at": "at"})
+    opts, positionals = parse(
+        args, {**COMMON_FLAGS, **NET_FLAGS}, {"--config": "config", "--at": "at"}
+    )
     log.level = _level(opts)
     if len(positionals) > 1:
         raise UsageError("usage: knockssh check [HOST]")
@@ -249,7 +265,7 @@ def parse(
         if arg == "--":
             positionals.extend(it)
             break
-        if not arg.startswith("-") or arg == "-" or _is_number(arg):
+        if not arg.startswith("-") or arg == "-":
             positionals.append(arg)
             continue
         name, eq, value = arg.partition("=")
@@ -269,10 +285,6 @@ def parse(
         else:
             raise UsageError(f"unknown option {name}")
     return found, positionals
-
-
-def _is_number(arg: str) -> bool:
-    return arg[1:].isdigit()  # "-1" as in --offset -1
 
 
 def integer(value: object, what: str) -> int:

@@ -1,35 +1,48 @@
-"""Look a host up, knock its sequence, and connect as soon as the door opens."""
+"""Look a host up, knock its sequence, and connect as soon as the door opens.
+
+The decisions (which sequences, in what order, with what pauses, when to give
+up) are knockssh.plan's; this module carries them out: resolve, take the door's
+lock, clear, knock, dial, and move on to the next address of the name.
+"""
 
 from __future__ import annotations
 
 import os
 import time
 
-from . import mapping
-from .dial import dial
+from . import mapping, plan
+from .dial import Refused, Unreachable, dial
+from .doorlock import DoorLock, lock_dir
 from .errors import KnocksshError
 from .knock import send_knocks
 from .log import QUIET, Log
-from .net import SOCK_STREAM, RawSocket, gaierror, getaddrinfo, public
+from .net import SOCK_STREAM, RawSocket, gaierror, getaddrinfo, public, round_trip
+from .peer import NOBODY, PeerGone
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
     from collections.abc import Mapping
 
+    from rotator.scheme import Knock
+
     from .net import Sockaddr
+    from .peer import Watch
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_KNOCK_DELAY_MS = 1.0
-ROUNDS = 3  # how many times each period's sequence is knocked within connect_timeout
-MIN_WINDOW = 0.5  # seconds to wait for the door after one knock sequence
 
 
 def resolve(host: str, port: int, family: int) -> list[tuple[int, Sockaddr]]:
+    """Addresses of ``host`` in the resolver's order, each once."""
     try:
-        return getaddrinfo(host, port, family, SOCK_STREAM)
+        found = getaddrinfo(host, port, family, SOCK_STREAM)
     except gaierror as exc:
         raise KnocksshError(f"{host}: cannot resolve: {exc.strerror}") from None
+    seen: dict[object, tuple[int, Sockaddr]] = {}
+    for fam, sockaddr in found:
+        seen.setdefault(sockaddr[0], (fam, sockaddr))
+    return list(seen.values())
 
 
 def knock_delay(entry: mapping.HostEntry) -> float:
@@ -37,14 +50,33 @@ def knock_delay(entry: mapping.HostEntry) -> float:
     return float(entry.get("knock_delay_ms", DEFAULT_KNOCK_DELAY_MS)) / 1000
 
 
-def addresses_for(
-    entry: mapping.HostEntry, host: str, port: int, family: int
-) -> tuple[tuple[int, Sockaddr], tuple[int, Sockaddr]]:
-    """Where to connect, and where to knock: ``knock_host`` (same family), else the same."""
-    target = resolve(host, port, family)[0]
-    if entry.get("knock_host"):
-        return target, resolve(entry.get("knock_host"), port, target[0])[0]
-    return target, target
+class Target:
+    """One address to connect to, and where to knock for it (the same address, or
+    ``knock_host`` in the same family)."""
+
+    __slots__ = ("family", "knock_at", "sockaddr")
+
+    def __init__(self, family: int, sockaddr: Sockaddr, knock_at: Sockaddr) -> None:
+        self.family = family
+        self.sockaddr = sockaddr
+        self.knock_at = knock_at
+
+
+def targets_for(entry: mapping.HostEntry, host: str, port: int, family: int) -> list[Target]:
+    found = []
+    for fam, sockaddr in resolve(host, port, family):
+        knock_at = sockaddr
+        if entry.get("knock_host"):
+            try:
+                knock_at = resolve(entry.get("knock_host"), port, fam)[0][1]
+            except KnocksshError:
+                continue  # knock_host has no address in this family
+        found.append(Target(fam, sockaddr, knock_at))
+    if not found:
+        raise KnocksshError(
+            f"{host}: knock_host {entry.get('knock_host')} has no address in the family of {host}"
+        )
+    return found
 
 
 def connect(
@@ -60,8 +92,9 @@ def connect(
 ) -> socket.socket:
     """Knock for ``host`` as its mapping-file entry says, then return the connected socket.
 
-    Usable as paramiko's ``sock=``. An unmapped host is connected without knocking.
-    Raises KnocksshError with a message meant for users.
+    Usable as paramiko's ``sock=``; safe from several threads at once (they take
+    turns knocking). An unmapped host is connected without knocking. Raises
+    KnocksshError with a message meant for users.
     """
     return public(
         open_connection(
@@ -80,6 +113,7 @@ def open_connection(
     env: Mapping[str, str] | None = None,
     log: Log | None = None,
     at: float | None = None,
+    watch: Watch = NOBODY,
 ) -> RawSocket:
     """connect() for the ProxyCommand path: the connection as a plain ``_socket`` object."""
     env = os.environ if env is None else env
@@ -90,7 +124,7 @@ def open_connection(
         log.step(f"{host}: not in the mapping file, connecting without knocking", t)
         return _direct(host, port, family, DEFAULT_CONNECT_TIMEOUT, log)
     log.step(f"{host}: matched {entry.label}", t)
-    return knock_and_connect(entry, host, port, family, offset, env, log, at)
+    return Knocker(entry, env, log, watch).connect(host, port, family, offset, at)
 
 
 def _direct(host: str, port: int, family: int, timeout: float, log: Log) -> RawSocket:
@@ -110,46 +144,211 @@ def _direct(host: str, port: int, family: int, timeout: float, log: Log) -> RawS
     raise KnocksshError(f"{host} port {port}: {error.strerror or error}")
 
 
-def knock_and_connect(
-    entry: mapping.HostEntry,
-    host: str,
-    port: int,
-    family: int,
-    offset: int | None,
-    env: Mapping[str, str],
-    log: Log,
-    at: float | None = None,
-) -> RawSocket:
-    from .plan import attempts as plan_attempts
+def _random() -> float:
+    """A number in [0, 1): the ``random`` module costs an import on every start."""
+    return int.from_bytes(os.urandom(2), "big") / 65536
 
-    t = time.monotonic()
-    tries = plan_attempts(entry, env, time.time() if at is None else at, offset)
-    log.step(f"computed {len(tries)} sequence(s) of {len(tries[0].knocks)} knocks", t)
-    (fam, sockaddr), (knock_fam, knock_addr) = addresses_for(entry, host, port, family)
-    timeout = float(entry.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
-    delay = knock_delay(entry)
-    deadline = time.monotonic() + timeout
-    # rounds over the periods in order, so a knock lost on the way is sent again
-    window = max(MIN_WINDOW, timeout / (ROUNDS * len(tries)))
-    while time.monotonic() < deadline:
-        for attempt in tries:
-            t = time.monotonic()
-            if t >= deadline:
-                break
-            send_knocks(knock_fam, knock_addr, attempt.knocks, delay)
-            log.step(f"knocked {len(attempt.knocks)} ports at {knock_addr[0]}, {attempt.label}", t)
-            t = time.monotonic()
-            try:
-                sock = dial(fam, sockaddr, max(min(window, deadline - t), 0.05))
-            except OSError as exc:
-                log.info(f"no connection after {attempt.label}: {exc.strerror or exc}")
-                continue
-            log.step(f"door open: connected to {sockaddr[0]} port {port}", t)
-            return sock
-    what = f"service {entry.service}" if entry.service else "static sequence"
-    periods = ", ".join(a.label for a in tries)
-    raise KnocksshError(
-        f"{host} port {port}: no connection within {timeout:g}s after knocking {what} "
-        f"({periods}); check the clock (date -u), the secret, that knockd listens on the "
-        f"server's interface, and the firewall rules ({entry.label})"
-    )
+
+class Knocker:
+    """Carries out the plan for one host entry."""
+
+    __slots__ = ("delay", "entry", "env", "locks", "log", "watch")
+
+    def __init__(
+        self, entry: mapping.HostEntry, env: Mapping[str, str], log: Log, watch: Watch = NOBODY
+    ) -> None:
+        self.entry = entry
+        self.env = env
+        self.log = log
+        self.watch = watch
+        self.delay = knock_delay(entry)
+        self.locks = lock_dir(env)
+
+    def attempts(
+        self, at: float | None, offset: int | None
+    ) -> tuple[list[plan.Attempt], int | None]:
+        from .sequences import attempts_for
+
+        t = time.monotonic()
+        found = attempts_for(self.entry, self.env, time.time() if at is None else at, offset)
+        self.log.step(
+            f"computed {len(found[0])} sequence(s): {', '.join(a.label for a in found[0])}", t
+        )
+        return found
+
+    def knock_once(self, target: Target, attempt: plan.Attempt, clear: tuple[Knock, ...]) -> None:
+        """Clear any stale attempt, then knock ``attempt``'s sequence at ``target``."""
+        t = time.monotonic()
+        send_knocks(
+            target.family, target.knock_at, (*clear, *attempt.knocks), self.delay, self.watch
+        )
+        self.log.step(
+            f"knocked {len(attempt.knocks)} ports at {target.knock_at[0]} "
+            f"(after {len(clear)} clearing), {attempt.label}",
+            t,
+        )
+
+    def lock(
+        self, target: Target, deadline: float
+    ) -> tuple[DoorLock | None, bool | None, float | None]:
+        """The lock for ``target``'s knock address; whether to try the door first
+        (we waited for a sibling, or one got through recently; None: the lock could
+        not be had by ``deadline``); the round trip of the last connection through it."""
+        if self.locks is None:
+            return None, False, None
+        lock = DoorLock(self.locks, str(target.knock_at[0]))
+        t = time.monotonic()
+        waited = lock.acquire(deadline, self.watch)
+        if waited is None:
+            return lock, None, None
+        since, rtt = lock.last_opened()
+        if waited:
+            self.log.step(f"waited for another knockssh knocking {target.knock_at[0]}", t)
+        elif since < plan.RECENTLY_OPENED:
+            self.log.info(f"a knockssh got through {since:.1f}s ago: trying the door first")
+            waited = True
+        return lock, waited, rtt
+
+    def knock_only(self, host: str, family: int, offset: int | None) -> plan.Attempt:
+        """``knockssh knock``: one clear-and-knock of one period at the first address."""
+        tries, _ = self.attempts(None, 0 if offset is None else offset)
+        target = targets_for(self.entry, host, 0, family)[0]
+        lock, _, _ = self.lock(target, time.monotonic() + DEFAULT_CONNECT_TIMEOUT)
+        try:
+            self.knock_once(target, tries[0], plan.clearing_knocks(tries))
+        finally:
+            if lock is not None:
+                lock.release()
+        return tries[0]
+
+    def connect(
+        self, host: str, port: int, family: int, offset: int | None, at: float | None
+    ) -> RawSocket:
+        if at is None:
+            at = time.time()
+        tries, period = self.attempts(at, offset)
+        clear = plan.clearing_knocks(tries)
+        timeout = float(self.entry.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+        deadline = time.monotonic() + timeout
+        targets = targets_for(self.entry, host, port, family)
+        ends = []
+        for i, target in enumerate(targets):
+            share = (deadline - time.monotonic()) / (len(targets) - i)
+            sock, how = self._one_address(target, tries, clear, share)
+            if sock is not None:
+                return sock
+            ends.append((target, how))
+        raise KnocksshError(self._failure(host, port, timeout, tries, period, at, ends))
+
+    def _one_address(
+        self, target: Target, tries: list[plan.Attempt], clear: tuple[Knock, ...], budget: float
+    ) -> tuple[RawSocket | None, str]:
+        """Follow the plan at one address for ``budget`` seconds: the connection, or
+        None and how the last step ended."""
+        begun = time.monotonic()
+        deadline = begun + budget
+        history: list[tuple[str, str]] = []
+        lock, waited, rtt = self.lock(target, deadline)
+        if waited is None:
+            return None, plan.TIMED_OUT
+        try:
+            while True:
+                step = plan.next_step(
+                    len(tries),
+                    budget,
+                    time.monotonic() - begun,
+                    history,
+                    _random(),
+                    bool(waited),
+                    plan.probe_window(rtt),
+                )
+                if step is None:
+                    return None, history[-1][1] if history else plan.TIMED_OUT
+                if step.pause and lock is not None:
+                    lock.release()  # a sibling may knock meanwhile; then we try its door
+                    self.watch.sleep(step.pause)
+                    lock, waited, rtt = self.lock(target, deadline)
+                    if waited is None:
+                        return None, plan.TIMED_OUT
+                    if waited:
+                        continue
+                else:
+                    self.watch.sleep(step.pause)
+                waited = False
+                if step.kind == plan.KNOCK:
+                    self.knock_once(target, tries[step.attempt], clear)
+                sock, how = self._dial(target, step)
+                if sock is not None:
+                    if lock is not None:
+                        lock.mark_opened(round_trip(sock))
+                    return sock, ""
+                history.append((step.kind, how))
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _dial(self, target: Target, step: plan.Step) -> tuple[RawSocket | None, str]:
+        t = time.monotonic()
+        what = "the door a sibling opened" if step.kind == plan.PROBE else "the door"
+        try:
+            sock = dial(
+                target.family,
+                target.sockaddr,
+                step.window,
+                watch=self.watch,
+                refusal_ends=step.kind == plan.KNOCK,
+            )
+        except PeerGone:
+            raise
+        except Refused:
+            self.log.step(f"refused at {target.sockaddr[0]}: the door opened, nothing listens", t)
+            return None, plan.REFUSED
+        except Unreachable as exc:
+            self.log.step(f"{target.sockaddr[0]}: {exc.strerror}", t)
+            return None, plan.UNREACHABLE
+        except OSError as exc:
+            self.log.step(f"no connection to {target.sockaddr[0]}: {exc.strerror or exc}", t)
+            return None, plan.TIMED_OUT
+        self.log.step(f"connected through {what} at {target.sockaddr[0]}", t)
+        return sock, ""
+
+    def _failure(
+        self,
+        host: str,
+        port: int,
+        timeout: float,
+        tries: list[plan.Attempt],
+        period: int | None,
+        at: float,
+        ends: list[tuple[Target, str]],
+    ) -> str:
+        entry = self.entry
+        what = f"service {entry.service}" if entry.service else "static sequence"
+        periods = ", ".join(a.label for a in tries)
+        if ends and all(how == plan.REFUSED for _, how in ends):
+            where = ", ".join(str(t.sockaddr[0]) for t, _ in ends)
+            return (
+                f"{host} port {port}: connection refused at {where} after knocking {what} "
+                f"({periods}): the door opened but nothing listens on port {port}; is sshd "
+                f"running? ({entry.label})"
+            )
+        where = ", ".join(f"{t.sockaddr[0]} ({how})" for t, how in ends)
+        clock = ""
+        if period is not None:
+            near = plan.seconds_to_boundary(at, period)
+            skew = float(entry.get("clock_skew", plan.DEFAULT_CLOCK_SKEW))
+            if near <= skew:
+                clock = (
+                    f"a period boundary is {near:.0f}s away, so a clock off by that much "
+                    f"could be the cause (compare date -u on both sides); "
+                )
+            else:
+                clock = (
+                    f"the nearest period boundary is {near:.0f}s away, so only a clock off "
+                    f"by more than that could be the cause (date -u); "
+                )
+        return (
+            f"{host} port {port}: no connection within {timeout:g}s after knocking {what} "
+            f"({periods}) at {where}; {clock}check the secret, that knockd listens on the "
+            f"server's interface, and the firewall rules ({entry.label})"
+        )

@@ -16,12 +16,14 @@ import select
 import time
 
 from .net import SO_ERROR, SOCK_STREAM, SOL_SOCKET, RawSocket
+from .peer import NOBODY
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from .net import Sockaddr
+    from .peer import Watch
 
 FAST_INTERVAL = 0.005  # seconds between attempts while the door is most likely to open
 FAST_ATTEMPTS = 20  # ... that is, for the first 100 ms
@@ -39,6 +41,18 @@ def retry_intervals() -> Iterator[float]:
         yield interval
 
 
+class Refused(OSError):
+    """The door opened and nothing listens (or a rejecting firewall had long enough)."""
+
+
+class Unreachable(OSError):
+    """No route to the address: no knock can help."""
+
+
+UNREACHABLE = (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
+SETTLE = 0.5  # seconds after which a refusal is final: the door had ample time to open
+
+
 def _start(family: int, sockaddr: Sockaddr) -> tuple[RawSocket | None, int]:
     """A non-blocking connect under way, or None and the errno that ended it at once."""
     s = RawSocket(family, SOCK_STREAM)
@@ -50,49 +64,91 @@ def _start(family: int, sockaddr: Sockaddr) -> tuple[RawSocket | None, int]:
     return None, code
 
 
-def dial(family: int, sockaddr: Sockaddr, timeout: float, retry: bool = True) -> RawSocket:
+def _final_refusal(started: float, now: float, begun: float, pending: dict[int, float]) -> bool:
+    """Is a refusal of the attempt started at ``started`` the door's answer?
+
+    Behind a DROP firewall, attempts made before the door opened stay unanswered;
+    one refused while an attempt much older than its round trip still waits means
+    the door opened and nothing listens. Behind a REJECT firewall every attempt is
+    refused until the door opens, so a refusal counts only after SETTLE.
+    """
+    if now - begun >= SETTLE:
+        return True
+    answered_in = now - started
+    return any(now - t > 2 * answered_in + 0.005 for t in pending.values())
+
+
+def dial(
+    family: int,
+    sockaddr: Sockaddr,
+    timeout: float,
+    retry: bool = True,
+    watch: Watch = NOBODY,
+    refusal_ends: bool = True,
+) -> RawSocket:
     """Connect to ``sockaddr`` within ``timeout`` seconds; raise OSError on failure.
 
     With ``retry``, new attempts start at the intervals of retry_intervals() and
-    refused attempts are retried, so a door that opens a little later is used at once.
+    refused attempts are retried, so a door that opens a little later is used at
+    once; with ``refusal_ends``, a refusal that means "open, nothing listens"
+    raises Refused at once. No route raises Unreachable. ``watch`` hanging up
+    raises PeerGone.
     """
-    deadline = time.monotonic() + timeout
+    begun = time.monotonic()
+    deadline = begun + timeout
     pending: dict[int, RawSocket] = {}  # oldest first
+    started: dict[int, float] = {}
     poller = select.poll()
+    watch.register(poller)
     pauses = retry_intervals()
-    next_start = time.monotonic()
+    next_start = begun
     last_error: OSError = TimeoutError(errno.ETIMEDOUT, "connection timed out")
+
+    def refused(code: int, at: float, now: float) -> None:
+        nonlocal last_error
+        if code in UNREACHABLE:
+            raise Unreachable(code, os.strerror(code))
+        last_error = OSError(code, os.strerror(code))
+        if not retry:
+            raise last_error
+        if code == errno.ECONNREFUSED and refusal_ends and _final_refusal(at, now, begun, started):
+            raise Refused(code, os.strerror(code))
+
     try:
         while True:
             now = time.monotonic()
             if now >= deadline:
+                refused_all_along = retry and last_error.errno == errno.ECONNREFUSED
+                if refusal_ends and refused_all_along and now - begun >= SETTLE:
+                    raise Refused(last_error.errno, last_error.strerror)
                 raise last_error
             if now >= next_start:
                 if len(pending) >= MAX_PENDING:
                     oldest = next(iter(pending))
                     poller.unregister(oldest)
                     pending.pop(oldest).close()
+                    del started[oldest]
                 s, code = _start(family, sockaddr)
                 if s is not None:
                     pending[s.fileno()] = s
+                    started[s.fileno()] = now
                     poller.register(s, select.POLLOUT)
                 else:
-                    last_error = OSError(code, os.strerror(code))
-                    if not retry:
-                        raise last_error
+                    refused(code, now, now)
                 next_start = now + next(pauses) if retry else deadline
             wait = max(0.0, min(next_start, deadline) - time.monotonic())
-            for fd, _ in poller.poll(wait * 1000):
+            for fd, events in poller.poll(wait * 1000):
+                if watch.check(fd, events):
+                    continue
                 s = pending.pop(fd)
+                at = started.pop(fd)
                 poller.unregister(fd)
                 code = s.getsockopt(SOL_SOCKET, SO_ERROR)
                 if code == 0:
                     s.setblocking(True)
                     return s
                 s.close()
-                last_error = OSError(code, os.strerror(code))
-                if not retry:
-                    raise last_error
+                refused(code, at, time.monotonic())
     finally:
         for s in pending.values():
             s.close()

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
 from .net import SOCK_DGRAM, SOCK_STREAM, RawSocket, with_port
+from .peer import NOBODY
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -13,10 +12,15 @@ if TYPE_CHECKING:
     from rotator.scheme import Knock
 
     from .net import Sockaddr
+    from .peer import Watch
 
 
 def send_knocks(
-    family: int, sockaddr: Sockaddr, knocks: Iterable[Knock], delay: float = 0.001
+    family: int,
+    sockaddr: Sockaddr,
+    knocks: Iterable[Knock],
+    delay: float = 0.001,
+    watch: Watch = NOBODY,
 ) -> int:
     """Knock ``knocks`` in order at ``sockaddr``'s address; return how many were sent.
 
@@ -26,7 +30,7 @@ def send_knocks(
     sent = 0
     for knock in knocks:
         if sent and delay > 0:
-            time.sleep(delay)
+            watch.sleep(delay)
         target = with_port(sockaddr, knock.port)
         if knock.proto == "udp":
             s = RawSocket(family, SOCK_DGRAM)

@@ -8,6 +8,14 @@ import time
 QUIET, NORMAL, VERBOSE = 0, 1, 2
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters escaped: a host name holding a newline
+    must not write a second, forged line to a terminal or a log."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 class Log:
     def __init__(self, level: int = NORMAL, prog: str = "knockssh") -> None:
         self.level = level
@@ -16,7 +24,7 @@ class Log:
 
     def _emit(self, text: str) -> None:
         try:
-            os.write(2, f"{self.prog}: {text}\n".encode(errors="replace"))
+            os.write(2, f"{self.prog}: {printable(text)}\n".encode(errors="replace"))
         except OSError:
             pass  # stderr gone (ControlPersist): diagnostics are best effort
 

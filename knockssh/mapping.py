@@ -22,7 +22,12 @@ TUNABLES = {  # key -> (types, check, description)
     "length": (int, lambda v: v > 0, "a positive whole number"),
     "ports": (str, lambda v: True, 'a port list such as "2000-65536"'),
     "proto_modulo": (int, lambda v: v >= 0, "a whole number, 0 or more"),
-    "connect_timeout": ((int, float), lambda v: v > 0, "a positive number of seconds"),
+    "connect_timeout": (
+        (int, float),
+        lambda v: 0 < v <= 3600,
+        "seconds, more than 0, at most 3600",
+    ),
+    "clock_skew": ((int, float), lambda v: 0 <= v <= 86400, "seconds from 0 to 86400"),
     "knock_delay_ms": ((int, float), lambda v: 0 <= v <= 10_000, "milliseconds from 0 to 10000"),
 }
 SECRET_KEYS = ("secret_file", "secret_env", "secret_command", "secret")
@@ -48,7 +53,15 @@ class HostEntry:
 
     @property
     def label(self) -> str:
+        if not self.number:  # not from a file: the path says where it came from
+            return self.path
         return f"{self.path}: host entry {self.number} ({self.patterns[0]})"
+
+    def with_service(self, service: str) -> HostEntry:
+        """The same entry knocking ``service`` (rotated) instead of its own sequence."""
+        values = {k: v for k, v in self.values.items() if k != "sequence"}
+        values["service"] = service
+        return HostEntry(self.path, self.number, self.patterns, values)
 
     @property
     def service(self) -> str | None:

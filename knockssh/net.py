@@ -9,6 +9,7 @@ into a ``socket.socket`` for Python callers such as paramiko.
 
 from __future__ import annotations
 
+import sys
 from _socket import (
     AF_INET,
     AF_INET6,
@@ -45,6 +46,7 @@ __all__ = [
     "gaierror",
     "getaddrinfo",
     "public",
+    "round_trip",
     "with_port",
 ]
 
@@ -58,6 +60,17 @@ def getaddrinfo(host: str, port: int, family: int, type: int) -> list[tuple[int,
 
 def with_port(sockaddr: Sockaddr, port: int) -> Sockaddr:
     return (sockaddr[0], port, *sockaddr[2:])
+
+
+def round_trip(sock: RawSocket) -> float | None:
+    """The kernel's smoothed round-trip time of a connected TCP socket (Linux), in seconds."""
+    try:
+        info = sock.getsockopt(6, 11, 104)  # IPPROTO_TCP, TCP_INFO
+    except OSError:
+        return None
+    if len(info) < 72:
+        return None
+    return int.from_bytes(info[68:72], sys.byteorder) / 1e6  # tcpi_rtt, microseconds
 
 
 def public(sock: RawSocket) -> socket.socket:

@@ -8,15 +8,11 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 from helpers import ROOT
 
-from knockssh import client as connect_mod
-from knockssh import dial, mapping
-from knockssh.errors import KnocksshError
-from knockssh.log import Log
+from knockssh import dial
 
 
 class Server:
@@ -236,73 +232,6 @@ def test_dial_times_out_with_an_error():
     with pytest.raises(OSError) as info:
         dial.dial(socket.AF_INET, ("127.0.0.1", 9), 0.3)
     assert info.value.errno in (errno.ECONNREFUSED, errno.ETIMEDOUT)
-
-
-def entry(**values):
-    return mapping.HostEntry(
-        "hosts.toml",
-        1,
-        ("h",),
-        {"service": "ssh", "secret_env": "S", "connect_timeout": 3, **values},
-    )
-
-
-def test_fallback_order_and_clear_message(mocker):
-    knocked = []
-    mocker.patch.object(connect_mod, "resolve", return_value=[(socket.AF_INET, ("192.0.2.1", 22))])
-    mocker.patch.object(
-        connect_mod, "send_knocks", side_effect=lambda f, a, k, d: knocked.append(k)
-    )
-    budgets = []
-
-    def refuse(fam, addr, budget):
-        budgets.append(budget)
-        time.sleep(budget / 10)  # a tenth of real time keeps the test short
-        raise TimeoutError(errno.ETIMEDOUT, "timed out")
-
-    mocker.patch.object(connect_mod, "dial", side_effect=refuse)
-    with pytest.raises(KnocksshError) as info:
-        connect_mod.knock_and_connect(
-            entry(), "h", 22, 0, None, {"S": "0123456789abc"}, Log(0), at=7200
-        )
-    message = str(info.value)
-    assert "(current)" in message and "(previous)" in message and "(next)" in message
-    assert message.index("(current)") < message.index("(previous)") < message.index("(next)")
-    assert "clock" in message and "secret" in message and "firewall" in message
-    assert "0123456789abc" not in message
-    # rounds of current, previous, next: a lost knock is sent again
-    assert len(set(knocked[:3])) == 3 and knocked[3:6] == knocked[:3]
-    assert budgets[0] == pytest.approx(0.5, abs=0.01) and all(b <= 3.0 for b in budgets)
-
-
-def test_success_on_previous_period_stops(mocker):
-    mocker.patch.object(connect_mod, "resolve", return_value=[(socket.AF_INET, ("192.0.2.1", 22))])
-    sends = mocker.patch.object(connect_mod, "send_knocks")
-    sentinel = object()
-    mocker.patch.object(
-        connect_mod, "dial", side_effect=[TimeoutError(errno.ETIMEDOUT, "t"), sentinel]
-    )
-    got = connect_mod.knock_and_connect(
-        entry(), "h", 22, 0, None, {"S": "0123456789abc"}, Log(0), 7200
-    )
-    assert got is sentinel and sends.call_count == 2
-
-
-def test_knock_host_is_knocked_instead(mocker):
-    calls = mocker.patch.object(
-        connect_mod,
-        "resolve",
-        side_effect=lambda h, p, f: [
-            (socket.AF_INET, ("192.0.2.9" if h == "k" else "192.0.2.1", p))
-        ],
-    )
-    sends = mocker.patch.object(connect_mod, "send_knocks")
-    mocker.patch.object(connect_mod, "dial", return_value="sock")
-    connect_mod.knock_and_connect(
-        entry(knock_host="k"), "h", 22, 0, 0, {"S": "0123456789abc"}, Log(0)
-    )
-    assert sends.call_args[0][1][0] == "192.0.2.9"
-    assert [c.args[0] for c in calls.call_args_list] == ["h", "k"]
 
 
 def test_ascii_names_reach_the_resolver_as_bytes(mocker):
