@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """The knockssh lab: a real knockd + sshd + firewall host in network namespaces.
 
-Two namespaces joined by a veth pair (198.18.0.0/15, the benchmarking range):
-the server runs knockd (kept current by ``knockssh-rotator --pidfile``), sshd with
-throwaway keys, and a firewall (iptables or nftables) that drops new connections
-to sshd unless a knock opened the door. Root only. Used by the pytest fixtures,
-the README demo and bench/.
+Two namespaces joined by a veth pair, dual-stack (198.18.0.0/15 and 2001:2::/48,
+the benchmarking ranges): the server runs knockd (kept current by
+``knockssh-rotator --pidfile``, with ``start_command_6`` for IPv6 knockers), sshd
+with throwaway keys, and a firewall (iptables + ip6tables, or one nftables table
+for both families) that drops new connections to sshd unless a knock opened the
+door. Root only. Used by the pytest fixtures, the README demo and bench/.
 
     lab.py up [--name N] [--firewall iptables|nftables]   -> prints the state dir
     lab.py status [--name N]
@@ -26,8 +27,13 @@ import subprocess
 import sys
 import time
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 STATE_ROOT = "/run/knockssh-lab"
 SERVER_IP, CLIENT_IP, PREFIX = "198.18.0.1", "198.18.0.2", 24
+SERVER_IP6, CLIENT_IP6, PREFIX6 = "2001:2::1", "2001:2::2", 64
 SSH_PORT = 22
 OPEN_PORT = 2200  # the same sshd, not behind the knock: for pass-through tests
 SERVICE = "ssh"
@@ -44,6 +50,7 @@ PACKAGES = {  # command -> Debian package
     "nc": "netcat-openbsd",
     "ip": "iproute2",
     "tcpdump": "tcpdump",
+    "knock": "knockd",
 }
 
 
@@ -84,12 +91,263 @@ def unavailable_reason() -> str | None:
     return None
 
 
+def write_private(path: str, text: str, exclusive: bool = True) -> None:
+    """Write ``text`` to a file only its owner can read (0600)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+# -- firewalls: one class per backend ------------------------------------------
+
+
+class Firewall:
+    """The server's firewall: drop new ssh, keep established sessions, let a knock
+    add the knocker's address for cmd_timeout (one rule or set element per family)."""
+
+    name = ""
+
+    def __init__(self, ns: str) -> None:
+        self.ns = ns
+
+    def install(self) -> None:
+        raise NotImplementedError
+
+    def commands(self) -> dict[str, str]:
+        """knockd's start/stop commands, for IPv4 and IPv6 knockers."""
+        raise NotImplementedError
+
+    def admits(self, address: str) -> bool:
+        """Is a rule admitting ``address`` to sshd in place now?"""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Remove every knocked-in address."""
+        raise NotImplementedError
+
+
+IPTABLES = {4: "/usr/sbin/iptables", 6: "/usr/sbin/ip6tables"}
+
+
+class Iptables(Firewall):
+    name = "iptables"
+    TOOLS = IPTABLES
+
+    def _rule(self, source: str) -> list[str]:
+        return ["INPUT", "-s", source, "-p", "tcp", "--dport", str(SSH_PORT), "-j", "ACCEPT"]
+
+    def install(self) -> None:
+        for tool in self.TOOLS.values():
+            established = ["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"]
+            run([tool, "-A", "INPUT", *established], ns=self.ns)
+            run(
+                [tool, "-A", "INPUT", "-p", "tcp", "--dport", str(SSH_PORT), "-j", "DROP"],
+                ns=self.ns,
+            )
+
+    def commands(self) -> dict[str, str]:
+        found = {}
+        for family, suffix in ((4, ""), (6, "_6")):
+            tool, rule = self.TOOLS[family], " ".join(self._rule("%IP%"))
+            found[f"start_command{suffix}"] = f"{tool} -C {rule} || {tool} -I {rule}"
+            found[f"stop_command{suffix}"] = f"{tool} -D {rule}"
+        return found
+
+    def admits(self, address: str) -> bool:
+        six = ":" in address
+        out = run([self.TOOLS[6 if six else 4], "-S", "INPUT"], ns=self.ns).stdout
+        return f"-s {address}/{128 if six else 32} " in out
+
+    def close(self) -> None:
+        for tool, source in ((self.TOOLS[4], CLIENT_IP), (self.TOOLS[6], CLIENT_IP6)):
+            while run([tool, "-D", *self._rule(source)], ns=self.ns, check=False).returncode == 0:
+                pass
+
+
+class Nftables(Firewall):
+    name = "nftables"
+    TABLE = "knocklab"
+
+    def install(self) -> None:
+        rules = f"""
+table inet {self.TABLE} {{
+    set allowed {{ type ipv4_addr; }}
+    set allowed6 {{ type ipv6_addr; }}
+    chain input {{
+        type filter hook input priority 0; policy accept;
+        ct state established,related accept
+        ip saddr @allowed tcp dport {SSH_PORT} accept
+        ip6 saddr @allowed6 tcp dport {SSH_PORT} accept
+        tcp dport {SSH_PORT} drop
+    }}
+}}
+"""
+        run(["nft", "-f", "-"], ns=self.ns, input=rules)
+
+    def commands(self) -> dict[str, str]:
+        found = {}
+        for suffix, nft_set in (("", "allowed"), ("_6", "allowed6")):
+            element = f"inet {self.TABLE} {nft_set} {{ %IP% }}"
+            found[f"start_command{suffix}"] = f"nft add element {element}"
+            found[f"stop_command{suffix}"] = f"nft delete element {element}"
+        return found
+
+    def admits(self, address: str) -> bool:
+        nft_set = "allowed6" if ":" in address else "allowed"
+        out = run(["nft", "list", "set", "inet", self.TABLE, nft_set], ns=self.ns).stdout
+        return address in out
+
+    def close(self) -> None:
+        for nft_set in ("allowed", "allowed6"):
+            run(["nft", "flush", "set", "inet", self.TABLE, nft_set], ns=self.ns)
+
+
+FIREWALLS: dict[str, type[Firewall]] = {f.name: f for f in (Iptables, Nftables)}
+
+
+# -- configuration files ---------------------------------------------------------
+
+
+def knockd_conf(lab: Lab, commands: dict[str, str]) -> str:
+    lines = "".join(f"    {key:<15} = {value}\n" for key, value in commands.items())
+    return f"""\
+[options]
+    LogFile   = {lab.knockd_log}
+    PidFile   = {lab.knockd_pidfile}
+    Interface = {lab.server_if}
+
+# kept current by knockssh-rotator
+[{SERVICE}_ROTATOR]
+    sequence      = 1:tcp
+    seq_timeout   = 5
+    tcpflags      = syn
+    cmd_timeout   = {lab.cmd_timeout}
+{lines}"""
+
+
+def sshd_config(lab: Lab) -> str:
+    return f"""\
+ListenAddress {SERVER_IP}:{SSH_PORT}
+ListenAddress [{SERVER_IP6}]:{SSH_PORT}
+ListenAddress {SERVER_IP}:{OPEN_PORT}
+HostKey {lab.path("host_key")}
+PidFile {lab.path("sshd.pid")}
+AuthorizedKeysFile {lab.path("authorized_keys")}
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+LoginGraceTime 20
+MaxStartups 200
+Subsystem sftp internal-sftp
+"""
+
+
+def ssh_config(lab: Lab) -> str:
+    return f"""\
+Host *
+    User root
+    IdentityFile {lab.path("client_key")}
+    IdentitiesOnly yes
+    StrictHostKeyChecking no
+    UserKnownHostsFile /dev/null
+    LogLevel ERROR
+    BatchMode yes
+    ConnectTimeout 15
+Host lab
+    HostName knocked.lab
+    ProxyCommand knockssh %h %p
+Host lab6
+    HostName knocked6.lab
+    ProxyCommand knockssh %h %p
+Host dual
+    HostName dual.lab
+    ProxyCommand knockssh %h %p
+Host lab-fdpass
+    HostName knocked.lab
+    ProxyCommand knockssh --fdpass %h %p
+    ProxyUseFdpass yes
+Host plain
+    HostName knocked.lab
+Host open
+    HostName open.lab
+    Port {OPEN_PORT}
+    ProxyCommand knockssh %h %p
+"""
+
+
+def hosts_toml(secret_path: str) -> str:
+    return f"""\
+[defaults]
+period = {PERIOD}
+connect_timeout = 6
+
+[[host]]
+match = ["{SERVER_IP}", "{SERVER_IP6}", "knocked.lab", "knocked6.lab", "dual.lab", "!open.lab"]
+service = "{SERVICE}"
+secret_file = "{secret_path}"
+"""
+
+
+# dual.lab: IPv6 first, as a resolver orders a dual-stack name with global addresses
+ETC_HOSTS = f"""\
+127.0.0.1 localhost
+{SERVER_IP} knocked.lab open.lab
+{SERVER_IP6} knocked6.lab
+{SERVER_IP6} dual.lab
+{SERVER_IP} dual.lab
+"""
+
+
+class Capture:
+    """tcpdump in a namespace, as a context manager; ``packets()`` afterwards gives
+    (destination address, destination port) of each captured packet in order."""
+
+    def __init__(self, lab: Lab, bpf: str, ns: str | None = None, dev: str | None = None) -> None:
+        self.file = lab.path(f"capture-{secrets.token_hex(3)}.pcap")
+        self.cmd = ["tcpdump", "-i", dev or lab.server_if, "-U", "-n", "-w", self.file, bpf]
+        self.ns = ns or lab.server_ns
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Capture:
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns, *self.cmd],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        if not wait_for(lambda: os.path.exists(self.file), 10):
+            raise RuntimeError("tcpdump did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc is not None
+        self.proc.terminate()
+        self.proc.wait(10)
+
+    def packets(self) -> list[tuple[str, int]]:
+        dump = run(["tcpdump", "-n", "-r", self.file]).stdout
+        found = []
+        for line in dump.splitlines():
+            if " > " not in line or ": " not in line.split(" > ", 1)[1]:
+                continue
+            dst = line.split(" > ", 1)[1].split(": ", 1)[0]  # 198.18.0.1.2345 or 2001:2::1.2345
+            address, _, port = dst.rpartition(".")
+            if port.isdigit():
+                found.append((address, int(port)))
+        return found
+
+
 class Lab:
     def __init__(self, name: str, cmd_timeout: int = CMD_TIMEOUT) -> None:
         self.name = name
         self.cmd_timeout = cmd_timeout  # seconds knockd keeps the door open
         self.dir = os.path.join(STATE_ROOT, name)
         short = name[-8:]
+        self.short = short
         self.server_ns, self.client_ns = f"{name}-s", f"{name}-c"
         self.server_if, self.client_if = f"ks{short}s", f"ks{short}c"
         self.server_ip, self.client_ip, self.port = SERVER_IP, CLIENT_IP, SSH_PORT
@@ -138,9 +396,12 @@ class Lab:
         return os.path.isdir(self.dir)
 
     def in_client(self, cmd: list[str], **kw) -> subprocess.CompletedProcess:
+        return self.in_ns(self.client_ns, cmd, **kw)
+
+    def in_ns(self, ns: str, cmd: list[str], **kw) -> subprocess.CompletedProcess:
         if kw.get("env") is None:
             kw["env"] = self.client_env()
-        return subprocess.run(["ip", "netns", "exec", self.client_ns, *cmd], **kw)
+        return subprocess.run(["ip", "netns", "exec", ns, *cmd], **kw)
 
     def in_server(self, cmd: list[str], **kw) -> subprocess.CompletedProcess:
         return subprocess.run(["ip", "netns", "exec", self.server_ns, *cmd], **kw)
@@ -151,14 +412,14 @@ class Lab:
             return
         os.makedirs(self.dir, mode=0o700)
         try:
+            with open(self.path("state.json"), "w") as f:
+                json.dump({"firewall": firewall}, f)
             self._network()
-            self._files(firewall)
-            self._firewall(firewall)
+            self._files()
+            self.firewall().install()
             self.rotate(reload=False)
             self.start_knockd()
             self._sshd()
-            with open(self.path("state.json"), "w") as f:
-                json.dump({"firewall": firewall}, f)
         except BaseException:
             self.down()
             raise
@@ -167,162 +428,38 @@ class Lab:
         for ns in (self.server_ns, self.client_ns):
             run(["ip", "netns", "add", ns])
             run(["ip", "link", "set", "lo", "up"], ns=ns)
-        run(
-            [
-                "ip",
-                "link",
-                "add",
-                self.server_if,
-                "netns",
-                self.server_ns,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                self.client_if,
-                "netns",
-                self.client_ns,
-            ]
-        )
-        for ns, dev, ip in (
-            (self.server_ns, self.server_if, SERVER_IP),
-            (self.client_ns, self.client_if, CLIENT_IP),
+        veth = ["ip", "link", "add", self.server_if, "netns", self.server_ns, "type", "veth"]
+        run([*veth, "peer", "name", self.client_if, "netns", self.client_ns])
+        for ns, dev, ip, ip6 in (
+            (self.server_ns, self.server_if, SERVER_IP, SERVER_IP6),
+            (self.client_ns, self.client_if, CLIENT_IP, CLIENT_IP6),
         ):
+            # IPv6 without router solicitations or DAD delay: addresses usable at once
+            for key, value in (("accept_ra", 0), ("router_solicitations", 0), ("accept_dad", 0)):
+                run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.{key}={value}"], ns=ns, check=False)
             run(["ip", "addr", "add", f"{ip}/{PREFIX}", "dev", dev], ns=ns)
+            run(["ip", "addr", "add", f"{ip6}/{PREFIX6}", "dev", dev, "nodad"], ns=ns)
             run(["ip", "link", "set", dev, "up"], ns=ns)
-            # no IPv6 on the veth: no router solicitations in knockd's capture
-            run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"], ns=ns, check=False)
 
     @property
     def netns_etc(self) -> str:
         return f"/etc/netns/{self.client_ns}"
 
-    def _files(self, firewall: str) -> None:
+    def _files(self) -> None:
         os.makedirs(self.netns_etc, exist_ok=True)
         with open(os.path.join(self.netns_etc, "hosts"), "w") as f:
-            f.write(f"127.0.0.1 localhost\n{SERVER_IP} knocked.lab open.lab\n")
+            f.write(ETC_HOSTS)
         secret_path = self.path("secret")
-        fd = os.open(secret_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        os.write(fd, (secrets.token_hex(32) + "\n").encode())
-        os.close(fd)
-        if firewall == "nftables":
-            start = "nft add element inet knocklab allowed { %IP% }"
-            stop = "nft delete element inet knocklab allowed { %IP% }"
-        else:
-            rule = f"INPUT -s %IP% -p tcp --dport {SSH_PORT} -j ACCEPT"
-            start = f"/usr/sbin/iptables -C {rule} || /usr/sbin/iptables -I {rule}"
-            stop = f"/usr/sbin/iptables -D {rule}"
-        conf = f"""\
-[options]
-    LogFile   = {self.knockd_log}
-    PidFile   = {self.knockd_pidfile}
-    Interface = {self.server_if}
-
-# kept current by knockssh-rotator
-[{SERVICE}_ROTATOR]
-    sequence      = 1:tcp
-    seq_timeout   = 5
-    tcpflags      = syn
-    start_command = {start}
-    cmd_timeout   = {self.cmd_timeout}
-    stop_command  = {stop}
-"""
-        fd = os.open(self.knockd_conf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        os.write(fd, conf.encode())
-        os.close(fd)
+        write_private(secret_path, secrets.token_hex(32) + "\n")
+        write_private(self.knockd_conf, knockd_conf(self, self.firewall().commands()))
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", self.path("host_key")])
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", self.path("client_key")])
         shutil.copy(self.path("client_key.pub"), self.path("authorized_keys"))
         with open(self.path("sshd_config"), "w") as f:
-            f.write(f"""\
-ListenAddress {SERVER_IP}:{SSH_PORT}
-ListenAddress {SERVER_IP}:{OPEN_PORT}
-HostKey {self.path("host_key")}
-PidFile {self.path("sshd.pid")}
-AuthorizedKeysFile {self.path("authorized_keys")}
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-LoginGraceTime 20
-Subsystem sftp internal-sftp
-""")
+            f.write(sshd_config(self))
         with open(self.ssh_config, "w") as f:
-            f.write(f"""\
-Host *
-    User root
-    IdentityFile {self.path("client_key")}
-    IdentitiesOnly yes
-    StrictHostKeyChecking no
-    UserKnownHostsFile /dev/null
-    LogLevel ERROR
-    BatchMode yes
-    ConnectTimeout 15
-Host lab
-    HostName knocked.lab
-    ProxyCommand knockssh %h %p
-Host lab-fdpass
-    HostName knocked.lab
-    ProxyCommand knockssh --fdpass %h %p
-    ProxyUseFdpass yes
-Host plain
-    HostName knocked.lab
-Host open
-    HostName open.lab
-    Port {OPEN_PORT}
-    ProxyCommand knockssh %h %p
-""")
-        fd = os.open(self.hosts_toml, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        os.write(
-            fd,
-            f"""\
-[defaults]
-period = {PERIOD}
-connect_timeout = 6
-
-[[host]]
-match = ["{SERVER_IP}", "knocked.lab", "!open.lab"]
-service = "{SERVICE}"
-secret_file = "{secret_path}"
-""".encode(),
-        )
-        os.close(fd)
-
-    def _firewall(self, firewall: str) -> None:
-        if firewall == "nftables":
-            rules = f"""
-table inet knocklab {{
-    set allowed {{ type ipv4_addr; }}
-    chain input {{
-        type filter hook input priority 0; policy accept;
-        ct state established,related accept
-        ip saddr @allowed tcp dport {SSH_PORT} accept
-        tcp dport {SSH_PORT} drop
-    }}
-}}
-"""
-            run(["nft", "-f", "-"], ns=self.server_ns, input=rules)
-        else:
-            ipt = ["/usr/sbin/iptables"]
-            run(
-                [
-                    *ipt,
-                    "-A",
-                    "INPUT",
-                    "-m",
-                    "conntrack",
-                    "--ctstate",
-                    "ESTABLISHED,RELATED",
-                    "-j",
-                    "ACCEPT",
-                ],
-                ns=self.server_ns,
-            )
-            run(
-                [*ipt, "-A", "INPUT", "-p", "tcp", "--dport", str(SSH_PORT), "-j", "DROP"],
-                ns=self.server_ns,
-            )
+            f.write(ssh_config(self))
+        write_private(self.hosts_toml, hosts_toml(secret_path))
 
     def rotate(
         self,
@@ -337,6 +474,15 @@ table inet knocklab {{
         if at is not None:
             cmd += ["--at", str(at)]
         return run(cmd + (extra or []), check=check, env=env or self.rotator_env())
+
+    def reload_knockd(self) -> None:
+        """SIGHUP knockd and wait until it has re-read its file."""
+        mark = len(read(self.knockd_log))
+        pid = self.knockd_pid()
+        assert pid is not None, "knockd is not running"
+        os.kill(pid, signal.SIGHUP)
+        if not wait_for(lambda: "re-reading" in read(self.knockd_log)[mark:], 10):
+            raise RuntimeError("knockd did not re-read its file")
 
     def start_knockd(self) -> None:
         if os.path.exists(self.knockd_log):
@@ -366,48 +512,64 @@ table inet knocklab {{
     def stop_sshd(self) -> None:
         _kill_pidfile(self.path("sshd.pid"))
 
-    def door_open(self) -> bool:
-        """Is a rule admitting the client in the firewall now?"""
-        state = self.firewall()
-        if state == "nftables":
-            out = run(
-                ["nft", "list", "set", "inet", "knocklab", "allowed"], ns=self.server_ns
-            ).stdout
-            return CLIENT_IP in out
-        out = run(["/usr/sbin/iptables", "-S", "INPUT"], ns=self.server_ns).stdout
-        return f"-s {CLIENT_IP}/32" in out
+    def door_open(self, address: str = CLIENT_IP) -> bool:
+        """Is a rule admitting ``address`` (the client, by default over IPv4) in place now?"""
+        return self.firewall().admits(address)
 
     def close_door(self) -> None:
-        """Remove the client's rule, and cancel the stop_commands knockd still has
+        """Remove the client's rules, and cancel the stop_commands knockd still has
         pending from earlier knocks: one firing later would remove the rule that the
         next knock adds (knockd waits out cmd_timeout in a forked child)."""
         for child in self.pending_stops():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGKILL)
-        if self.firewall() == "nftables":
-            run(["nft", "flush", "set", "inet", "knocklab", "allowed"], ns=self.server_ns)
-            return
-        rule = ["INPUT", "-s", CLIENT_IP, "-p", "tcp", "--dport", str(SSH_PORT), "-j", "ACCEPT"]
-        while (
-            run(["/usr/sbin/iptables", "-D", *rule], ns=self.server_ns, check=False).returncode == 0
-        ):
-            pass
+        self.firewall().close()
 
-    def firewall(self) -> str:
+    def firewall(self) -> Firewall:
         try:
             with open(self.path("state.json")) as f:
-                return str(json.load(f)["firewall"])
+                name = str(json.load(f)["firewall"])
         except (OSError, ValueError, KeyError):
-            return "iptables"
+            name = "iptables"
+        return FIREWALLS[name](self.server_ns)
+
+    @contextlib.contextmanager
+    def nat_clients(self, count: int) -> Iterator[list[str]]:
+        """``count`` more client namespaces behind the client namespace, which
+        masquerades them: knockd sees all of them as CLIENT_IP, as machines behind
+        one NAT. Yields their namespace names; always removes what it made."""
+        made: list[str] = []
+        masquerade = ["POSTROUTING", "-o", self.client_if, "-j", "MASQUERADE"]
+        try:
+            run(["sysctl", "-qw", "net.ipv4.ip_forward=1"], ns=self.client_ns)
+            run(["iptables", "-t", "nat", "-A", *masquerade], ns=self.client_ns)
+            for i in range(1, count + 1):
+                ns = f"{self.name}-n{i}"
+                run(["ip", "netns", "add", ns])
+                made.append(ns)
+                inner, outer = f"ks{self.short}m{i}", f"ks{self.short}n{i}"
+                veth = ["ip", "link", "add", outer, "netns", self.client_ns, "type", "veth"]
+                run([*veth, "peer", "name", inner, "netns", ns])
+                run(["ip", "addr", "add", f"198.19.{i}.1/24", "dev", outer], ns=self.client_ns)
+                run(["ip", "link", "set", outer, "up"], ns=self.client_ns)
+                run(["ip", "link", "set", "lo", "up"], ns=ns)
+                run(["ip", "addr", "add", f"198.19.{i}.2/24", "dev", inner], ns=ns)
+                run(["ip", "link", "set", inner, "up"], ns=ns)
+                run(["ip", "route", "add", "default", "via", f"198.19.{i}.1"], ns=ns)
+                os.makedirs(f"/etc/netns/{ns}", exist_ok=True)
+                with open(f"/etc/netns/{ns}/hosts", "w") as f:
+                    f.write(ETC_HOSTS)
+            yield made
+        finally:
+            for ns in made:
+                _kill_netns_processes(ns)
+                run(["ip", "netns", "del", ns], check=False)
+                shutil.rmtree(f"/etc/netns/{ns}", ignore_errors=True)
+            run(["iptables", "-t", "nat", "-D", *masquerade], ns=self.client_ns, check=False)
 
     def down(self) -> None:
         for ns in (self.server_ns, self.client_ns):
-            pids = run(["ip", "netns", "pids", ns], check=False).stdout.split()
-            for pid in pids:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
+            _kill_netns_processes(ns)
             run(["ip", "netns", "del", ns], check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
         shutil.rmtree(self.netns_etc, ignore_errors=True)
@@ -418,11 +580,17 @@ table inet knocklab {{
         knockd = self.knockd_pid()
         sshd = read(self.path("sshd.pid")).strip()
         return (
-            f"{self.name}: up in {self.dir}; server {self.server_ns} {SERVER_IP} "
+            f"{self.name}: up in {self.dir}; server {self.server_ns} {SERVER_IP} {SERVER_IP6} "
             f"(knockd pid {knockd or 'DEAD'}, sshd pid {sshd or '?'}, "
-            f"{self.firewall()}), client {self.client_ns} {CLIENT_IP}; "
+            f"{self.firewall().name}), client {self.client_ns} {CLIENT_IP} {CLIENT_IP6}; "
             f"door {'open' if self.door_open() else 'closed'}"
         )
+
+
+def _kill_netns_processes(ns: str) -> None:
+    for pid in run(["ip", "netns", "pids", ns], check=False).stdout.split():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
 
 
 def read(path: str) -> str:

@@ -10,6 +10,8 @@ import time
 import pytest
 from lab import CMD_TIMEOUT, PERIOD, SERVER_IP, Lab, new_name, read, wait_for
 
+from knockssh import plan
+
 pytestmark = pytest.mark.lab
 
 CLIENT_TIMEOUT = 60
@@ -141,7 +143,8 @@ def test_paramiko_proxycommand_and_api(fresh, record):
 
 
 def test_knocks_on_the_wire(fresh, record):
-    """Each TCP knock is exactly one SYN, in order, never retransmitted."""
+    """Each TCP knock is exactly one SYN, in order, never retransmitted, after one
+    packet that clears any attempt knockd still holds for us."""
     cap = fresh.path("knocks.pcap")
     tcpdump = subprocess.Popen(
         [
@@ -183,7 +186,8 @@ def test_knocks_on_the_wire(fresh, record):
         tcpdump.wait(10)
     dump = subprocess.run(["tcpdump", "-n", "-r", cap], capture_output=True, text=True).stdout
     ports = [line.split(" > ")[1].split(":")[0].rsplit(".", 1)[1] for line in dump.splitlines()]
-    assert ports == [k.split(":")[0] for k in expected]
+    knocks = [k.split(":")[0] for k in expected]
+    assert ports == [knocks[-1], *knocks]  # the clearing packet, then the sequence
 
 
 def test_wrong_secret_fails_within_timeout(fresh, record, tmp_path):
@@ -209,7 +213,10 @@ def test_wrong_secret_fails_within_timeout(fresh, record, tmp_path):
     assert done.returncode == 1 and done.stdout == b""
     assert elapsed < 3 + 2
     message = done.stderr.decode()
-    assert "no connection within 3s" in message and "(current)" in message and "(next)" in message
+    assert "no connection within 3s" in message and "(current)" in message
+    # neighbouring periods only near a boundary (clock_skew, 300 s by default)
+    near = plan.seconds_to_boundary(time.time(), PERIOD) < 300
+    assert ("(next)" in message or "(previous)" in message) == near
     assert "secret" in message and message.count("\n") == 1
     assert not fresh.door_open()
 
@@ -255,7 +262,7 @@ def test_sshd_down_gives_clear_message(fresh, record):
                 timeout=CLIENT_TIMEOUT,
             )
         )
-        assert done.returncode == 1 and b"no connection" in done.stderr
+        assert done.returncode == 1 and b"nothing listens on port 22" in done.stderr
         assert fresh.door_open()
     finally:
         fresh._sshd()
@@ -317,7 +324,7 @@ def test_client_past_boundary_falls_back_to_previous(fresh, record):
             timeout=CLIENT_TIMEOUT,
         )
     )
-    assert b"(previous)" in done.stderr and b"door open" in done.stderr, done.stderr
+    assert b"(previous)" in done.stderr and b"connected through the door" in done.stderr
     assert done.stdout.startswith(b"SSH-2.0-OpenSSH")
 
 
