@@ -277,6 +277,10 @@ Host open
     HostName open.lab
     Port {OPEN_PORT}
     ProxyCommand knockssh %h %p
+Host inner
+    HostName {SERVER_IP}
+    Port {OPEN_PORT}
+    ProxyJump lab
 """
 
 
@@ -303,19 +307,26 @@ ETC_HOSTS = f"""\
 """
 
 
+MARKER_PORT = 9  # discard: a datagram the client sends to mark the end of a capture
+
+
 class Capture:
-    """tcpdump in a namespace, as a context manager; ``packets()`` afterwards gives
+    """tcpdump in the server namespace, as a context manager. On leaving, the client
+    sends a marker datagram and the capture waits until tcpdump has written it, so
+    every packet sent before is in the file (no sleep). ``packets()`` gives
     (destination address, destination port) of each captured packet in order."""
 
-    def __init__(self, lab: Lab, bpf: str, ns: str | None = None, dev: str | None = None) -> None:
+    def __init__(self, lab: Lab, bpf: str) -> None:
+        self.lab = lab
         self.file = lab.path(f"capture-{secrets.token_hex(3)}.pcap")
-        self.cmd = ["tcpdump", "-i", dev or lab.server_if, "-U", "-n", "-w", self.file, bpf]
-        self.ns = ns or lab.server_ns
+        marked = f"({bpf}) or (udp and dst port {MARKER_PORT})"
+        self.cmd = ["tcpdump", "-i", lab.server_if, "--immediate-mode", "-U", "-n"]
+        self.cmd += ["-w", self.file, marked]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Capture:
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns, *self.cmd],
+            ["ip", "netns", "exec", self.lab.server_ns, *self.cmd],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -323,10 +334,21 @@ class Capture:
             raise RuntimeError("tcpdump did not start")
         return self
 
+    def _mark(self) -> bool:
+        """Send the marker from the client; has tcpdump written one yet?"""
+        send = f"echo mark > /dev/udp/{SERVER_IP}/{MARKER_PORT}"
+        run(["bash", "-c", send], ns=self.lab.client_ns, check=False)
+        marker = f"> {SERVER_IP}.{MARKER_PORT}: UDP"
+        return marker in run(["tcpdump", "-n", "-r", self.file], check=False).stdout
+
     def __exit__(self, *exc: object) -> None:
         assert self.proc is not None
-        self.proc.terminate()
-        self.proc.wait(10)
+        try:
+            if not wait_for(self._mark, 10, step=0.1):
+                raise RuntimeError("the capture's end marker never arrived")
+        finally:
+            self.proc.terminate()
+            self.proc.wait(10)
 
     def packets(self) -> list[tuple[str, int]]:
         dump = run(["tcpdump", "-n", "-r", self.file]).stdout
@@ -336,7 +358,7 @@ class Capture:
                 continue
             dst = line.split(" > ", 1)[1].split(": ", 1)[0]  # 198.18.0.1.2345 or 2001:2::1.2345
             address, _, port = dst.rpartition(".")
-            if port.isdigit():
+            if port.isdigit() and not (port == str(MARKER_PORT) and "UDP" in line):
                 found.append((address, int(port)))
         return found
 
@@ -387,9 +409,14 @@ class Lab:
             "KNOCKD_ROTATOR_PERIOD_MODULO": str(PERIOD),
         }
 
-    def client_env(self) -> dict[str, str]:
+    def client_env(self, machine: str = "client") -> dict[str, str]:
+        """The client's environment; each ``machine`` has its own runtime and state
+        directories (knockssh's door locks and failure log), as separate hosts do."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("KNOCKD_ROTATOR_")}
         env["KNOCKSSH_CONFIG"] = self.hosts_toml
+        for var, kind in (("XDG_RUNTIME_DIR", "run"), ("XDG_STATE_HOME", "state")):
+            env[var] = self.path(f"{machine}-{kind}")
+            os.makedirs(env[var], mode=0o700, exist_ok=True)
         return env
 
     def exists(self) -> bool:
@@ -490,6 +517,11 @@ class Lab:
         run(["knockd", "-d", "-c", self.knockd_conf, "-i", self.server_if], ns=self.server_ns)
         if not wait_for(lambda: "listening on" in read(self.knockd_log), 10):
             raise RuntimeError(f"knockd did not start: {read(self.knockd_log)}")
+
+    def sequences_started(self, since: int = 0) -> int:
+        """How many knock sequences knockd saw begin after log offset ``since``
+        (``len(read(knockd_log))`` taken earlier)."""
+        return read(self.knockd_log)[since:].count(": Stage 1\n")
 
     def knockd_pid(self) -> int | None:
         try:

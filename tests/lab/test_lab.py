@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from lab import CMD_TIMEOUT, PERIOD, SERVER_IP, Lab, new_name, read, wait_for
+from lab import CMD_TIMEOUT, PERIOD, SERVER_IP, Capture, Lab, new_name, read, wait_for
 
 from knockssh import plan
 
@@ -145,49 +145,20 @@ def test_paramiko_proxycommand_and_api(fresh, record):
 def test_knocks_on_the_wire(fresh, record):
     """Each TCP knock is exactly one SYN, in order, never retransmitted, after one
     packet that clears any attempt knockd still holds for us."""
-    cap = fresh.path("knocks.pcap")
-    tcpdump = subprocess.Popen(
-        [
-            "ip",
-            "netns",
-            "exec",
-            fresh.server_ns,
-            "tcpdump",
-            "-i",
-            fresh.server_if,
-            "-U",
-            "-n",
-            "-w",
-            cap,
-            "tcp[tcpflags] & tcp-syn != 0 and dst host " + SERVER_IP,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        assert wait_for(lambda: os.path.exists(cap), 10)
-        expected = (
-            record(
-                fresh.in_client(
-                    ["knockssh", "generate", "ssh"],
-                    capture_output=True,
-                    env={**os.environ, **fresh.rotator_env()},
-                )
-            )
-            .stdout.decode()
-            .split()
+    expected = record(
+        fresh.in_client(
+            ["knockssh", "generate", "ssh"],
+            capture_output=True,
+            env={**os.environ, **fresh.rotator_env()},
         )
+    ).stdout.split()
+    with Capture(fresh, f"tcp[tcpflags] & tcp-syn != 0 and dst host {SERVER_IP}") as capture:
         done = record(fresh.in_client(["knockssh", "knock", "knocked.lab"], capture_output=True))
         assert done.returncode == 0, done.stderr
         assert wait_for(fresh.door_open, 5)
         time.sleep(1.5)  # proving an absence: the kernel's first SYN retry would come at 1 s
-    finally:
-        tcpdump.terminate()
-        tcpdump.wait(10)
-    dump = subprocess.run(["tcpdump", "-n", "-r", cap], capture_output=True, text=True).stdout
-    ports = [line.split(" > ")[1].split(":")[0].rsplit(".", 1)[1] for line in dump.splitlines()]
-    knocks = [k.split(":")[0] for k in expected]
-    assert ports == [knocks[-1], *knocks]  # the clearing packet, then the sequence
+    knocks = [int(k.split(b":")[0]) for k in expected]
+    assert [port for _, port in capture.packets()] == [knocks[-1], *knocks]
 
 
 def test_wrong_secret_fails_within_timeout(fresh, record, tmp_path):
