@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """knockssh benchmarks on the lab's real knockd, sshd and DROP firewall (root).
 
-    python3 bench/bench.py [--runs 25] [--mb 1024] [--only latency,throughput,coldstart,scale]
+    python3 bench/bench.py [--runs 25] [--mb 1024]
+        [--only latency,concurrency,throughput,coldstart,scale]
 
 Run it with the interpreter knockssh is installed for (the README's command does).
 Prints medians of alternated runs and ratios to the baseline taken in the same run;
@@ -31,6 +32,9 @@ SECRET = "0123456789abcdef"  # for the local cold-start and scale files only
 BENCH_HOSTS = """
 Host direct
     HostName open.lab
+    Port 2200
+Host direct6
+    HostName open6.lab
     Port 2200
 Host lab-nodelay
     HostName nodelay.lab
@@ -109,10 +113,17 @@ def launcher() -> str:
 
 
 def shut_by_knockd(lab) -> None:
-    """Wait for knockd's own stop_command to close the door. Deleting the rule by hand
-    would leave knockd's pending stop_command to delete the next run's rule mid-way."""
-    if not labmod.wait_for(lambda: not lab.door_open(), lab.cmd_timeout + 10, step=0.05):
+    """Wait for knockd's own stop_command to close the doors (IPv4 and IPv6), and
+    make the next knockssh a first connection (no note of a door opened seconds
+    ago). Deleting the rule by hand would leave knockd's pending stop_command to
+    delete the next run's rule mid-way."""
+
+    def shut() -> bool:
+        return not lab.door_open(labmod.CLIENT_IP) and not lab.door_open(labmod.CLIENT_IP6)
+
+    if not labmod.wait_for(shut, lab.cmd_timeout + 10, step=0.05):
         raise RuntimeError("knockd did not close the door within cmd_timeout")
+    lab.forget_doors()
 
 
 def current_sequence(lab) -> str:
@@ -216,6 +227,138 @@ def bench_latency(lab, cfg: str, runs: int) -> None:
         f"= {(base + burst) / base:.2f}x;\n"
         f"  for one run by a Python interpreter, + python -c pass ({python * 1000:.1f} ms): "
         f"{base + burst + python:.3f}s = {(base + burst + python) / base:.2f}x"
+    )
+
+
+def ssh_times(lab, cfg: str, hosts: list[str], env: dict[str, str]) -> list[float | None]:
+    """Start ``ssh HOST true`` for every host at once; each one's time, None if it failed."""
+    times: list[float | None] = [None] * len(hosts)
+
+    def one(i: int, host: str) -> None:
+        t = time.perf_counter()
+        done = lab.in_client(["ssh", "-F", cfg, host, "true"], capture_output=True, env=env)
+        if done.returncode == 0:
+            times[i] = time.perf_counter() - t
+
+    threads = [threading.Thread(target=one, args=(i, h)) for i, h in enumerate(hosts)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return times
+
+
+CONCURRENT = 20
+
+
+def proxy_times(lab, argv: list[str], count: int, env: dict[str, str]) -> list[float | None]:
+    """Start ``count`` copies of a ProxyCommand at once (stdin at EOF): each one's time
+    until the server hung up after its banner, None if it failed."""
+    times: list[float | None] = [None] * count
+
+    def one(i: int) -> None:
+        t = time.perf_counter()
+        done = lab.in_client(argv, capture_output=True, env=env, stdin=subprocess.DEVNULL)
+        if done.returncode == 0 and done.stdout.startswith(b"SSH-2.0-"):
+            times[i] = time.perf_counter() - t
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return times
+
+
+def bench_concurrency(lab, cfg: str, runs: int) -> None:
+    """20 first connections at once against one alone, knocked and direct; IPv6
+    against IPv4. The two cores run all 20 ssh clients and sshd children too, so
+    the direct rows are the floor that CPU sharing sets."""
+    env = lab.client_env()
+    alone: dict[str, list[float]] = {"lab": [], "direct": []}
+    crowd: dict[str, list[tuple[float, float]]] = {"lab": [], "direct": []}
+    family: dict[str, list[float]] = {h: [] for h in ("lab", "lab6", "direct", "direct6")}
+    proxies = {
+        "knocked": ["knockssh", "knocked.lab", "22"],
+        "unmapped": ["knockssh", "open.lab", str(labmod.OPEN_PORT)],
+    }
+    proxy_alone: dict[str, list[float]] = {k: [] for k in proxies}
+    proxy_crowd: dict[str, list[tuple[float, float]]] = {k: [] for k in proxies}
+    failed = 0
+    for _ in range(runs):
+        for name, argv in proxies.items():
+            shut_by_knockd(lab)
+            (t,) = proxy_times(lab, argv, 1, env)
+            if t is not None:
+                proxy_alone[name].append(t)
+            shut_by_knockd(lab)
+            times = proxy_times(lab, argv, CONCURRENT, env)
+            done = [t for t in times if t is not None]
+            failed += len(times) - len(done)
+            if done:
+                proxy_crowd[name].append((median(done), max(done)))
+        current_sequence(lab)
+        for host in alone:
+            shut_by_knockd(lab)
+            (t,) = ssh_times(lab, cfg, [host], env)
+            if t is not None:
+                alone[host].append(t)
+            shut_by_knockd(lab)
+            times = ssh_times(lab, cfg, [host] * CONCURRENT, env)
+            done = [t for t in times if t is not None]
+            failed += len(times) - len(done)
+            if done:
+                crowd[host].append((median(done), max(done)))
+        for host in family:
+            shut_by_knockd(lab)
+            (t,) = ssh_times(lab, cfg, [host], env)
+            if t is not None:
+                family[host].append(t)
+    base = median(alone["lab"])
+    rows = [("knockssh, one alone", base, "")]
+    for host, label in (("lab", "knockssh"), ("direct", "direct")):
+        rows.append(
+            (f"{label}, {CONCURRENT} at once: median", median([m for m, _ in crowd[host]]), "")
+        )
+        rows.append(
+            (f"{label}, {CONCURRENT} at once: slowest", median([s for _, s in crowd[host]]), "")
+        )
+    rows.append(("direct, one alone", median(alone["direct"]), ""))
+    note = f"({failed} of {runs * 4 * CONCURRENT} concurrent connects failed)" if failed else ""
+    table(
+        f"concurrent first connections: ssh HOST true (s), ratio to one knockssh alone, "
+        f"{runs} runs {note}",
+        rows,
+        base,
+        "s",
+    )
+    proxy_base = median(proxy_alone["knocked"])
+    rows = []
+    for name, label in (
+        ("knocked", "knockssh HOST 22, knocked"),
+        ("unmapped", "knockssh, no knock"),
+    ):
+        rows.append((f"{label}: one alone", median(proxy_alone[name]), ""))
+        for i, what in ((0, "median"), (1, "slowest")):
+            value = median([pair[i] for pair in proxy_crowd[name]])
+            rows.append((f"{label}: {CONCURRENT} at once, {what}", value, ""))
+    table(
+        f"the ProxyCommand alone (no ssh): start to the server's banner and hang-up (s), "
+        f"ratio to one knocked alone, {runs} runs",
+        rows,
+        proxy_base,
+        "s",
+    )
+    table(
+        f"IPv6 against IPv4: ssh HOST true (s), ratio to knockssh over IPv4, {runs} runs",
+        [
+            ("knockssh over IPv4", median(family["lab"]), ""),
+            ("knockssh over IPv6", median(family["lab6"]), ""),
+            ("direct over IPv4", median(family["direct"]), ""),
+            ("direct over IPv6", median(family["direct6"]), ""),
+        ],
+        median(family["lab"]),
+        "s",
     )
 
 
@@ -415,7 +558,7 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--runs", type=int, default=25)
     p.add_argument("--mb", type=int, default=1024)
-    p.add_argument("--only", default="latency,throughput,coldstart,scale")
+    p.add_argument("--only", default="latency,concurrency,throughput,coldstart,scale")
     args = p.parse_args()
     parts = args.only.split(",")
     print(
@@ -427,7 +570,7 @@ def main() -> int:
         bench_coldstart(args.runs)
     if "scale" in parts:
         bench_scale()
-    if "latency" in parts or "throughput" in parts:
+    if {"latency", "concurrency", "throughput"} & set(parts):
         reason = labmod.unavailable_reason()
         if reason:
             print(f"lab unavailable: {reason}")
@@ -443,6 +586,8 @@ def main() -> int:
             else:
                 with open(cfg, "a") as f:
                     f.write(bench_hosts(lab))
+            if "concurrency" in parts:
+                bench_concurrency(lab, cfg, max(3, args.runs // 3))
             if "throughput" in parts:
                 bench_throughput(lab, cfg, args.mb, max(3, args.runs // 3))
         finally:

@@ -233,6 +233,7 @@ def sshd_config(lab: Lab) -> str:
 ListenAddress {SERVER_IP}:{SSH_PORT}
 ListenAddress [{SERVER_IP6}]:{SSH_PORT}
 ListenAddress {SERVER_IP}:{OPEN_PORT}
+ListenAddress [{SERVER_IP6}]:{OPEN_PORT}
 HostKey {lab.path("host_key")}
 PidFile {lab.path("sshd.pid")}
 AuthorizedKeysFile {lab.path("authorized_keys")}
@@ -301,7 +302,7 @@ secret_file = "{secret_path}"
 ETC_HOSTS = f"""\
 127.0.0.1 localhost
 {SERVER_IP} knocked.lab open.lab
-{SERVER_IP6} knocked6.lab
+{SERVER_IP6} knocked6.lab open6.lab
 {SERVER_IP6} dual.lab
 {SERVER_IP} dual.lab
 """
@@ -418,6 +419,12 @@ class Lab:
             env[var] = self.path(f"{machine}-{kind}")
             os.makedirs(env[var], mode=0o700, exist_ok=True)
         return env
+
+    def forget_doors(self, machine: str = "client") -> None:
+        """Make the next connect from ``machine`` a first one: drop knockssh's door
+        locks, and with them its note of when a door last opened."""
+        locks = os.path.join(self.client_env(machine)["XDG_RUNTIME_DIR"], "knockssh")
+        shutil.rmtree(locks, ignore_errors=True)
 
     def exists(self) -> bool:
         return os.path.isdir(self.dir)

@@ -22,7 +22,7 @@ from lab import (
     wait_for,
     write_private,
 )
-from test_lab import _setns, period_now, ssh
+from test_lab import _setns, period_now, sequence_ports, ssh
 
 from knockssh import failures
 
@@ -132,10 +132,8 @@ def test_two_machines_behind_one_nat(fresh, record):
         outcomes = []
         for _ in range(20):
             fresh.close_door()
-            for env in envs:  # a first connection each time: no memory of an open door
-                locks = os.path.join(env["XDG_RUNTIME_DIR"], "knockssh")
-                for name in os.listdir(locks) if os.path.isdir(locks) else ():
-                    os.unlink(os.path.join(locks, name))
+            for ns in machines:  # a first connection each time: no memory of an open door
+                fresh.forget_doors(machine=ns)
             done = in_parallel(fresh, record, [(ns, argv) for ns in machines], envs)
             outcomes.append([d.returncode for d in done])
             assert fresh.door_open()  # opened for the one address both share
@@ -145,14 +143,7 @@ def test_two_machines_behind_one_nat(fresh, record):
 def test_a_half_sent_sequence_does_not_cost_the_first_round(fresh, record):
     """A sequence cut off after 4 knocks leaves knockd an attempt for our address;
     the clearing packet ends it, so the next connect gets in on its first round."""
-    sequence = record(
-        fresh.in_client(
-            ["knockssh", "generate", "ssh"],
-            capture_output=True,
-            env={**os.environ, **fresh.rotator_env()},
-        )
-    ).stdout.split()
-    first_four = [k.decode() for k in sequence[:4]]
+    first_four = [str(port) for port in sequence_ports(fresh, record)[:4]]
     done = record(
         fresh.in_client(["knock", "-d", "1", SERVER_IP, *first_four], capture_output=True)
     )
@@ -170,20 +161,6 @@ def test_a_half_sent_sequence_does_not_cost_the_first_round(fresh, record):
 
 
 # -- on the wire ---------------------------------------------------------------
-
-
-def sequence_ports(lab, record, at, offset=0, secret=None):
-    env = {**os.environ, **lab.rotator_env()}
-    if secret:
-        env["KNOCKD_ROTATOR_SECRET"] = secret
-    out = record(
-        lab.in_client(
-            ["knockssh", "generate", "ssh", "--at", str(int(at)), "--offset", str(offset)],
-            capture_output=True,
-            env=env,
-        )
-    ).stdout.decode()
-    return [int(k.split(":")[0]) for k in out.split()]
 
 
 def short_timeout_hosts(lab, secret_path=None):
@@ -251,29 +228,6 @@ def test_only_sequences_whose_time_has_come(fresh, record, tmp_path, case, where
     else:
         assert set(following) - set(current) <= set(seen)  # the next one too, in full
         assert b"a clock off by that much could be the cause" in done.stderr
-
-
-def test_no_knock_after_a_refusal(fresh, record):
-    fresh.stop_sshd()
-    assert wait_for(
-        lambda: b":22 " not in fresh.in_server(["ss", "-ltn"], capture_output=True).stdout, 5
-    )
-    try:
-        current = sequence_ports(fresh, record, time.time())
-        with Capture(fresh, f"tcp and dst host {SERVER_IP}") as capture:
-            done = record(
-                fresh.in_client(
-                    ["knockssh", "knocked.lab", "22"],
-                    capture_output=True,
-                    stdin=subprocess.DEVNULL,
-                    timeout=TIMEOUT,
-                )
-            )
-        assert done.returncode == 1 and b"nothing listens" in done.stderr
-        seen = knock_ports(capture)
-        assert seen == [current[-1], *current]  # one clearing packet, one sequence, no more
-    finally:
-        fresh._sshd()
 
 
 # -- ssh going away, failures under ControlPersist --------------------------------------

@@ -26,6 +26,22 @@ def period_now():
     return int(time.time()) // PERIOD * PERIOD
 
 
+def sequence_ports(lab, record, at=None, offset=0, secret=None):
+    """The ports of the ``ssh`` sequence (``knockssh generate``) for instant ``at``."""
+    env = {**os.environ, **lab.rotator_env()}
+    if secret:
+        env["KNOCKD_ROTATOR_SECRET"] = secret
+    when = [] if at is None else ["--at", str(int(at))]
+    out = record(
+        lab.in_client(
+            ["knockssh", "generate", "ssh", *when, "--offset", str(offset)],
+            capture_output=True,
+            env=env,
+        )
+    ).stdout.decode()
+    return [int(k.split(":")[0]) for k in out.split()]
+
+
 def test_ssh_proxycommand(fresh, record):
     done = ssh(fresh, record, "lab", "echo hello from $(hostname) via $SSH_CONNECTION")
     assert done.returncode == 0, done.stderr
@@ -145,19 +161,12 @@ def test_paramiko_proxycommand_and_api(fresh, record):
 def test_knocks_on_the_wire(fresh, record):
     """Each TCP knock is exactly one SYN, in order, never retransmitted, after one
     packet that clears any attempt knockd still holds for us."""
-    expected = record(
-        fresh.in_client(
-            ["knockssh", "generate", "ssh"],
-            capture_output=True,
-            env={**os.environ, **fresh.rotator_env()},
-        )
-    ).stdout.split()
+    knocks = sequence_ports(fresh, record)
     with Capture(fresh, f"tcp[tcpflags] & tcp-syn != 0 and dst host {SERVER_IP}") as capture:
         done = record(fresh.in_client(["knockssh", "knock", "knocked.lab"], capture_output=True))
         assert done.returncode == 0, done.stderr
         assert wait_for(fresh.door_open, 5)
         time.sleep(1.5)  # proving an absence: the kernel's first SYN retry would come at 1 s
-    knocks = [int(k.split(b":")[0]) for k in expected]
     assert [port for _, port in capture.packets()] == [knocks[-1], *knocks]
 
 
@@ -215,26 +224,27 @@ def test_knockd_stopped_gives_clear_message(fresh, record):
         fresh.start_knockd()
 
 
-def test_sshd_down_gives_clear_message(fresh, record):
-    # the door opens (knockd is up) but nothing listens: refused, quickly and clearly
+def test_sshd_down_gives_clear_message_and_no_more_knocks(fresh, record):
+    # the door opens (knockd is up) but nothing listens: refused, at once and clearly
     fresh.stop_sshd()
     assert wait_for(
-        lambda: (
-            record(fresh.in_server(["ss", "-ltn"], capture_output=True)).stdout.count(b":22 ") == 0
-        ),
-        5,
+        lambda: b":22 " not in fresh.in_server(["ss", "-ltn"], capture_output=True).stdout, 5
     )
     try:
-        done = record(
-            fresh.in_client(
-                ["knockssh", "knocked.lab", "22"],
-                capture_output=True,
-                stdin=subprocess.DEVNULL,
-                timeout=CLIENT_TIMEOUT,
+        knocks = sequence_ports(fresh, record)
+        with Capture(fresh, f"tcp and dst host {SERVER_IP}") as capture:
+            done = record(
+                fresh.in_client(
+                    ["knockssh", "knocked.lab", "22"],
+                    capture_output=True,
+                    stdin=subprocess.DEVNULL,
+                    timeout=CLIENT_TIMEOUT,
+                )
             )
-        )
         assert done.returncode == 1 and b"nothing listens on port 22" in done.stderr
         assert fresh.door_open()
+        seen = [port for _, port in capture.packets() if port != 22]
+        assert seen == [knocks[-1], *knocks]  # one clearing packet, one sequence, no more
     finally:
         fresh._sshd()
 
