@@ -17,7 +17,9 @@ from .errors import KnocksshError
 from .knock import send_knocks
 from .log import QUIET, Log
 from .net import SOCK_STREAM, RawSocket, gaierror, getaddrinfo, public, round_trip
+from .paths import recall, remember
 from .peer import NOBODY, PeerGone
+from .timing import Timings
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,7 +32,6 @@ if TYPE_CHECKING:
     from .peer import Watch
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
-DEFAULT_KNOCK_DELAY_MS = 1.0
 
 
 def resolve(host: str, port: int, family: int) -> list[tuple[int, Sockaddr]]:
@@ -45,9 +46,10 @@ def resolve(host: str, port: int, family: int) -> list[tuple[int, Sockaddr]]:
     return list(seen.values())
 
 
-def knock_delay(entry: mapping.HostEntry) -> float:
-    """Seconds between two knocks."""
-    return float(entry.get("knock_delay_ms", DEFAULT_KNOCK_DELAY_MS)) / 1000
+def knock_delay(entry: mapping.HostEntry) -> float | None:
+    """Seconds between two knocks if the mapping file fixes them, else None (adaptive)."""
+    value = entry.get("knock_delay_ms")
+    return None if value is None else float(value) / 1000
 
 
 class Target:
@@ -176,46 +178,54 @@ class Knocker:
         )
         return found
 
-    def knock_once(self, target: Target, attempt: plan.Attempt, clear: tuple[Knock, ...]) -> None:
-        """Clear any stale attempt, then knock ``attempt``'s sequence at ``target``."""
+    def knock_once(
+        self,
+        target: Target,
+        attempt: plan.Attempt,
+        clear: tuple[Knock, ...],
+        gap: float,
+        timings: Timings | None = None,
+    ) -> None:
+        """Clear any stale attempt, then knock ``attempt``'s sequence at ``target``,
+        ``gap`` seconds apart (left open in ``timings``, to time the path)."""
         t = time.monotonic()
-        send_knocks(
-            target.family, target.knock_at, (*clear, *attempt.knocks), self.delay, self.watch
-        )
+        knocks = (*clear, *attempt.knocks)
+        send_knocks(target.family, target.knock_at, knocks, gap, self.watch, timings)
         self.log.step(
-            f"knocked {len(attempt.knocks)} ports at {target.knock_at[0]} "
-            f"(after {len(clear)} clearing), {attempt.label}",
+            f"knocked {len(attempt.knocks)} ports {gap * 1000:g} ms apart at "
+            f"{target.knock_at[0]} (after {len(clear)} clearing), {attempt.label}",
             t,
         )
 
-    def lock(
-        self, target: Target, deadline: float
-    ) -> tuple[DoorLock | None, bool | None, float | None]:
-        """The lock for ``target``'s knock address; whether to try the door first
-        (we waited for a sibling, or one got through recently; None: the lock could
-        not be had by ``deadline``); the round trip of the last connection through it."""
+    def lock(self, target: Target, deadline: float) -> tuple[DoorLock | None, bool | None]:
+        """The lock for ``target``'s knock address, and whether to try the door first
+        (we waited for a sibling, or one got through recently); None: the lock could
+        not be had by ``deadline``."""
         if self.locks is None:
-            return None, False, None
+            return None, False
         lock = DoorLock(self.locks, str(target.knock_at[0]))
         t = time.monotonic()
         waited = lock.acquire(deadline, self.watch)
         if waited is None:
-            return lock, None, None
-        since, rtt = lock.last_opened()
+            return lock, None
         if waited:
             self.log.step(f"waited for another knockssh knocking {target.knock_at[0]}", t)
-        elif since < plan.RECENTLY_OPENED:
+            return lock, True
+        since = lock.opened_since()
+        if since < plan.RECENTLY_OPENED:
             self.log.info(f"a knockssh got through {since:.1f}s ago: trying the door first")
-            waited = True
-        return lock, waited, rtt
+            return lock, True
+        return lock, False
 
     def knock_only(self, host: str, family: int, offset: int | None) -> plan.Attempt:
-        """``knockssh knock``: one clear-and-knock of one period at the first address."""
+        """``knockssh knock``: one clear-and-knock of one period at the first address,
+        spaced as the ProxyCommand's first round would be."""
         tries, _ = self.attempts(None, 0 if offset is None else offset)
         target = targets_for(self.entry, host, 0, family)[0]
-        lock, _, _ = self.lock(target, time.monotonic() + DEFAULT_CONNECT_TIMEOUT)
+        lock, _ = self.lock(target, time.monotonic() + DEFAULT_CONNECT_TIMEOUT)
+        path = recall(self.env, str(target.knock_at[0]), self.delay)
         try:
-            self.knock_once(target, tries[0], plan.clearing_knocks(tries))
+            self.knock_once(target, tries[0], plan.clearing_knocks(tries), plan.spacing(0, path))
         finally:
             if lock is not None:
                 lock.release()
@@ -248,9 +258,14 @@ class Knocker:
         begun = time.monotonic()
         deadline = begun + budget
         history: list[tuple[str, str]] = []
-        lock, waited, rtt = self.lock(target, deadline)
+        lock, waited = self.lock(target, deadline)
         if waited is None:
             return None, plan.TIMED_OUT
+        address = str(target.knock_at[0])
+        known = recall(self.env, address, self.delay)
+        path = plan.PathInfo(known.rtt, known.spacing, known.fixed, known.age, known.jitter)
+        if known.rtt is not None or known.spacing is not None:
+            self.log.info(f"remembered for {address}: {path}")
         try:
             while True:
                 step = plan.next_step(
@@ -260,14 +275,15 @@ class Knocker:
                     history,
                     _random(),
                     bool(waited),
-                    plan.probe_window(rtt),
+                    path,
+                    len(tries[0].knocks),
                 )
                 if step is None:
                     return None, history[-1][1] if history else plan.TIMED_OUT
                 if step.pause and lock is not None:
                     lock.release()  # a sibling may knock meanwhile; then we try its door
                     self.watch.sleep(step.pause)
-                    lock, waited, rtt = self.lock(target, deadline)
+                    lock, waited = self.lock(target, deadline)
                     if waited is None:
                         return None, plan.TIMED_OUT
                     if waited:
@@ -275,19 +291,39 @@ class Knocker:
                 else:
                     self.watch.sleep(step.pause)
                 waited = False
-                if step.kind == plan.KNOCK:
-                    self.knock_once(target, tries[step.attempt], clear)
-                sock, how = self._dial(target, step)
+                timings = Timings() if step.kind == plan.KNOCK else None
+                if timings is not None:
+                    self.knock_once(target, tries[step.attempt], clear, step.gap, timings)
+                sock, how = self._dial(target, step, timings)
+                if timings is not None:
+                    self._learn(address, path, timings)
                 if sock is not None:
                     if lock is not None:
-                        lock.mark_opened(round_trip(sock))
+                        lock.mark_opened()
+                    gap = step.gap if step.kind == plan.KNOCK else known.spacing
+                    learnt = plan.PathInfo(round_trip(sock) or path.rtt, gap, jitter=path.jitter)
+                    remember(self.env, address, known, learnt)
                     return sock, ""
                 history.append((step.kind, how))
         finally:
             if lock is not None:
                 lock.release()
 
-    def _dial(self, target: Target, step: plan.Step) -> tuple[RawSocket | None, str]:
+    def _learn(self, address: str, path: plan.PathInfo, timings: Timings) -> None:
+        """What the server's answers to our knocks told of the path."""
+        rtt, jitter = timings.rtt(), timings.jitter()
+        if rtt is not None:
+            path.rtt = rtt
+            if jitter is not None:
+                path.jitter = jitter
+            self.log.info(
+                f"{address}: {len(timings.rtts)} of {timings.sent} knocks answered, round trip "
+                f"{rtt * 1000:.1f} ms" + (f", spread {jitter * 1000:.1f} ms" if jitter else "")
+            )
+
+    def _dial(
+        self, target: Target, step: plan.Step, timings: Timings | None
+    ) -> tuple[RawSocket | None, str]:
         t = time.monotonic()
         what = "the door a sibling opened" if step.kind == plan.PROBE else "the door"
         try:
@@ -297,6 +333,7 @@ class Knocker:
                 step.window,
                 watch=self.watch,
                 refusal_ends=step.kind == plan.KNOCK,
+                timings=timings,
             )
         except PeerGone:
             raise

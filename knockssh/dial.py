@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from .net import Sockaddr
     from .peer import Watch
+    from .timing import Timings
 
 FAST_INTERVAL = 0.005  # seconds between attempts while the door is most likely to open
 FAST_ATTEMPTS = 20  # ... that is, for the first 100 ms
@@ -85,6 +86,7 @@ def dial(
     retry: bool = True,
     watch: Watch = NOBODY,
     refusal_ends: bool = True,
+    timings: Timings | None = None,
 ) -> RawSocket:
     """Connect to ``sockaddr`` within ``timeout`` seconds; raise OSError on failure.
 
@@ -92,7 +94,8 @@ def dial(
     refused attempts are retried, so a door that opens a little later is used at
     once; with ``refusal_ends``, a refusal that means "open, nothing listens"
     raises Refused at once. No route raises Unreachable. ``watch`` hanging up
-    raises PeerGone.
+    raises PeerGone. ``timings``' knocks left open are watched for the server's
+    answers meanwhile, and closed in time.
     """
     begun = time.monotonic()
     deadline = begun + timeout
@@ -100,6 +103,8 @@ def dial(
     started: dict[int, float] = {}
     poller = select.poll()
     watch.register(poller)
+    if timings is not None:
+        timings.register(poller)
     pauses = retry_intervals()
     next_start = begun
     last_error: OSError = TimeoutError(errno.ETIMEDOUT, "connection timed out")
@@ -136,9 +141,14 @@ def dial(
                 else:
                     refused(code, now, now)
                 next_start = now + next(pauses) if retry else deadline
-            wait = max(0.0, min(next_start, deadline) - time.monotonic())
+            wake = min(next_start, deadline)
+            if timings is not None:
+                wake = min(wake, timings.expire(now, poller))
+            wait = max(0.0, wake - time.monotonic())
             for fd, events in poller.poll(wait * 1000):
                 if watch.check(fd, events):
+                    continue
+                if timings is not None and timings.handle(fd, time.monotonic(), poller):
                     continue
                 s = pending.pop(fd)
                 at = started.pop(fd)
@@ -152,3 +162,5 @@ def dial(
     finally:
         for s in pending.values():
             s.close()
+        if timings is not None:
+            timings.close()

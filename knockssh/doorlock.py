@@ -93,21 +93,18 @@ class DoorLock:
             watch.sleep(min(pause, left))
             pause = min(pause * 2, POLL_MAX)
 
-    def last_opened(self) -> tuple[float, float | None]:
+    def opened_since(self) -> float:
         """Seconds since a holder of this lock last got through the door (inf if
-        never), and that connection's round-trip time if known: the door may still
-        be open, so trying it for a few round trips beats knocking again."""
+        never): the door may still be open, so trying it beats knocking again."""
         try:
-            stamp, rtt = os.pread(self.fd, 64, 0).decode().split()
-            return max(0.0, time.time() - float(stamp)), float(rtt) if rtt != "-" else None
+            return max(0.0, time.time() - float(os.pread(self.fd, 32, 0).decode()))
         except (OSError, ValueError):
-            return float("inf"), None
+            return float("inf")
 
-    def mark_opened(self, rtt: float | None) -> None:
+    def mark_opened(self) -> None:
         """Note that we got through the door just now (for the next holder)."""
-        text = f"{time.time():.3f} {'-' if rtt is None else f'{rtt:.6f}'}"
         try:
-            os.pwrite(self.fd, text.encode().ljust(64), 0)
+            os.pwrite(self.fd, f"{time.time():.3f}".encode().ljust(32), 0)
         except OSError:
             pass
 

@@ -18,9 +18,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 DEFAULT_CLOCK_SKEW = 300  # seconds; also covers a knockd_rotator server ~250 s late
-FIRST_WINDOW = 0.6  # seconds to wait for the door after the first sequence
-WINDOW_GROWTH = 1.5  # each later round waits longer: a slow path needs more
-MAX_PAUSE = 0.5  # upper bound of the random pause before a later round
+WINDOW_GROWTH = 1.25  # each later round waits longer: a slow path needs more
+MAX_PAUSE = 0.3  # the random pause before a later round is drawn from at least [0, this)
 PROBE_WINDOW = 0.3  # at most, trying a door a sibling just opened before knocking ourselves
 MIN_PROBE = 0.02
 MIN_STEP = 0.05  # a step with less time than this left is not worth starting
@@ -140,6 +139,82 @@ def clearing_knocks(attempts: Sequence[Attempt]) -> tuple[scheme.Knock, ...]:
 # -- the steps -------------------------------------------------------------
 
 
+class PathInfo:
+    """What we know of the path to a knock address: the round-trip time and its
+    spread (jitter), measured from the server's answers to our knocks or remembered
+    in the user's state directory with the knock spacing that last got through,
+    and a spacing the mapping file fixes (``knock_delay_ms``: used as given)."""
+
+    __slots__ = ("age", "fixed", "jitter", "rtt", "spacing")
+
+    def __init__(
+        self,
+        rtt: float | None = None,
+        spacing: float | None = None,
+        fixed: float | None = None,
+        age: float = float("inf"),
+        jitter: float | None = None,
+    ) -> None:
+        self.rtt = rtt
+        self.spacing = spacing
+        self.fixed = fixed
+        self.age = age  # seconds since it was remembered
+        self.jitter = jitter
+
+    def __repr__(self) -> str:
+        return (
+            f"PathInfo(rtt={self.rtt}, jitter={self.jitter}, spacing={self.spacing}, "
+            f"fixed={self.fixed})"
+        )
+
+
+UNKNOWN = PathInfo()
+FAST_SPACING = 0.001  # seconds between knocks in a first round: knockd reads in 50 ms batches
+SPACING_STEPS = (0.02, 0.05, 0.1)  # later rounds when the jitter is unknown
+MAX_SPACING = 0.1
+JITTER_FACTOR = 0.75  # of the round trips' spread: the one-way spread is about half of it
+SPACING_GROWTH = 1.5
+MAX_GROWTH = 4.0
+UNKNOWN_RTT = 0.1  # assumed until measured: a window then fits a mobile path
+MIN_WINDOW = 0.25
+MAX_WINDOW = 3.0
+
+
+def spacing(rnd: int, path: PathInfo) -> float:
+    """Seconds between knocks in round ``rnd``: fast first (or what last worked),
+    then, since a jittery path reorders knocks sent close together and knockd fails
+    a sequence at the first knock out of order, wider than the path's measured
+    jitter, growing each round; without a measure, in fixed steps. A path that
+    only loses packets keeps its knocks fast (spacing would not save them)."""
+    if path.fixed is not None:
+        return path.fixed
+    base = path.spacing or FAST_SPACING
+    if rnd == 0:
+        return base
+    if path.jitter is not None:  # growing a little, in case the spread was underestimated
+        growth = min(MAX_GROWTH, SPACING_GROWTH ** (rnd - 1))
+        return min(MAX_SPACING, max(base, JITTER_FACTOR * path.jitter + 0.002) * growth)
+    wider = [step for step in SPACING_STEPS if step > base]
+    return wider[min(rnd, len(wider)) - 1] if wider else base
+
+
+def window(rnd: int, path: PathInfo) -> float:
+    """Seconds to wait for the door after round ``rnd``'s last knock: the door opens
+    a knockd batch (50 ms) and a firewall command after the knocks arrive, then a
+    round trip answers our connect. Sized by the path's round trip and jitter once
+    known (short rounds, so a lossy path gets many); until then each round waits
+    longer than the one before, in case the path is slower than assumed."""
+    if path.rtt is None:
+        return min(MAX_WINDOW, (0.15 + 4 * UNKNOWN_RTT) * WINDOW_GROWTH**rnd)
+    return min(MAX_WINDOW, max(MIN_WINDOW, 0.15 + 4 * path.rtt + 2 * (path.jitter or 0.0)))
+
+
+def pause_limit(knocks: int, gap: float) -> float:
+    """The random pause before a later round is drawn below this: several times a
+    sequence's own length, so two knockers behind one address rarely overlap."""
+    return max(MAX_PAUSE, 3 * knocks * gap)
+
+
 def probe_window(rtt: float | None) -> float:
     """How long to try a door a sibling got through: a few of its round trips
     (the kernel's estimate for that connection), else PROBE_WINDOW."""
@@ -149,22 +224,26 @@ def probe_window(rtt: float | None) -> float:
 
 
 class Step:
-    """What to do next: try the door (PROBE) or clear, knock ``attempt`` and wait
-    (KNOCK), after ``pause`` seconds; wait up to ``window`` seconds for the door."""
+    """What to do next: try the door (PROBE) or clear, knock ``attempt`` ``gap``
+    seconds apart and wait (KNOCK), after ``pause`` seconds; wait up to ``window``
+    seconds for the door."""
 
-    __slots__ = ("attempt", "kind", "pause", "round", "window")
+    __slots__ = ("attempt", "gap", "kind", "pause", "round", "window")
 
-    def __init__(self, kind: str, attempt: int, pause: float, window: float, round: int) -> None:
+    def __init__(
+        self, kind: str, attempt: int, pause: float, window: float, round: int, gap: float = 0.0
+    ) -> None:
         self.kind = kind
         self.attempt = attempt  # index into the attempts
         self.pause = pause
         self.window = window
         self.round = round  # 0 for the first pass over the attempts
+        self.gap = gap
 
     def __repr__(self) -> str:
         return (
             f"Step({self.kind}, attempt {self.attempt}, round {self.round}, "
-            f"pause {self.pause:.3f}, window {self.window:.3f})"
+            f"pause {self.pause:.3f}, gap {self.gap:.3f}, window {self.window:.3f})"
         )
 
 
@@ -175,17 +254,18 @@ def next_step(
     history: Sequence[tuple[str, str]],
     rand: float,
     waited: bool = False,
-    probe: float = PROBE_WINDOW,
+    path: PathInfo = UNKNOWN,
+    knocks: int = 10,
 ) -> Step | None:
     """The next step, or None to give up.
 
     ``history`` holds each step so far as (kind, how it ended): TIMED_OUT,
     REFUSED or UNREACHABLE (a success ends the plan). ``waited``: since the last
     step we waited for a sibling knocking the same address (or one got through
-    recently), so the door may be open: try it for ``probe`` seconds before
+    recently), so the door may be open: try it for a few round trips before
     knocking. ``rand`` in [0, 1) draws the pause before a later round, so that
     knockers behind one address (two machines behind a NAT, two users) stop
-    colliding round after round.
+    colliding round after round. ``knocks``: the length of a sequence.
     """
     last = history[-1] if history else None
     if last is not None and last[0] == KNOCK and last[1] in (REFUSED, UNREACHABLE):
@@ -194,11 +274,13 @@ def next_step(
     if left < MIN_STEP:
         return None
     if waited:
-        return Step(PROBE, 0, 0.0, min(probe, left), 0)
+        return Step(PROBE, 0, 0.0, min(probe_window(path.rtt), left), 0)
     knocked = sum(1 for kind, _ in history if kind == KNOCK)
     rnd, index = divmod(knocked, n_attempts)
-    pause = MAX_PAUSE * rand if rnd > 0 and index == 0 and last and last[0] == KNOCK else 0.0
-    if left - pause < MIN_STEP:
+    gap = spacing(rnd, path)
+    later = rnd > 0 and index == 0 and last is not None and last[0] == KNOCK
+    pause = pause_limit(knocks, gap) * rand if later else 0.0
+    sending = knocks * gap
+    if left - pause - sending < MIN_STEP:
         return None
-    window = min(FIRST_WINDOW * WINDOW_GROWTH**rnd, left - pause)
-    return Step(KNOCK, index, pause, window, rnd)
+    return Step(KNOCK, index, pause, min(window(rnd, path), left - pause - sending), rnd, gap)

@@ -261,3 +261,51 @@ def test_generate_takes_the_family_flags_too(home):
         cwd=ROOT,
     )
     assert a.returncode == 0 and a.stdout == b.stdout and a.stdout.count(b":tcp") == 10
+
+
+# -- what is remembered of a path, and timing it --------------------------------
+
+
+def test_a_path_is_remembered_privately_and_rewritten_only_when_it_changed(tmp_path):
+    from knockssh import paths
+    from knockssh.plan import PathInfo
+
+    env = {"XDG_STATE_HOME": str(tmp_path)}
+    assert paths.recall(env, "2001:2::1").rtt is None
+    paths.remember(env, "2001:2::1", PathInfo(), PathInfo(0.08, 0.05, jitter=0.03))
+    got = paths.recall(env, "2001:2::1", fixed=None)
+    assert (got.rtt, got.spacing, got.jitter) == (0.08, 0.05, 0.03) and got.age < 60
+    file = tmp_path / "knockssh" / "paths" / "2001:2::1"
+    assert file.stat().st_mode & 0o777 == 0o600
+    before = file.stat().st_mtime_ns
+    paths.remember(env, "2001:2::1", got, PathInfo(0.085, 0.05))  # within 25 %: kept as is
+    assert file.stat().st_mtime_ns == before
+    paths.remember(env, "2001:2::1", got, PathInfo(0.2, 0.1))
+    assert paths.recall(env, "2001:2::1").spacing == 0.1
+    assert paths.recall(env, "2001:2::1", fixed=0.0).fixed == 0.0
+
+
+def test_an_old_memory_is_forgotten(tmp_path):
+    from knockssh import paths
+
+    (tmp_path / "knockssh" / "paths").mkdir(parents=True)
+    (tmp_path / "knockssh" / "paths" / "192.0.2.1").write_text("1000 0.1 0.05 -\n")
+    assert paths.recall({"XDG_STATE_HOME": str(tmp_path)}, "192.0.2.1").spacing is None
+
+
+def test_knocks_time_the_path_and_are_closed_in_time():
+    """Knocks to closed loopback ports are answered by resets: round trips, read
+    while knocking and while the dial waits (here for a door that only refuses)."""
+    from knockssh.dial import Refused, dial
+    from knockssh.knock import send_knocks
+    from knockssh.timing import Timings
+    from rotator.scheme import Knock
+
+    port = closed_port()
+    timings = Timings()
+    send_knocks(socket.AF_INET, ("127.0.0.1", 0), [Knock(port)] * 5, 0.002, timings=timings)
+    with pytest.raises(Refused):
+        dial(socket.AF_INET, ("127.0.0.1", port), 2, timings=timings)
+    assert timings.open == {}  # every knock closed
+    assert timings.sent == 5 and len(timings.rtts) == 5
+    assert 0 < timings.rtt() < 0.5 and 0 <= timings.jitter() < 0.5

@@ -143,33 +143,82 @@ def test_clearing_is_found_for_typical_sequences():
 # -- steps ----------------------------------------------------------------
 
 
-def run(n, timeout, outcomes, rand=0.5, waited_at=(), step_time=None):
+def run(n, timeout, outcomes, rand=0.5, waited_at=(), path=plan.UNKNOWN, knocks=10):
     """Drive next_step as the client does, each step taking its whole window
-    (plus its pause) and ending with the next of ``outcomes``."""
+    (plus its pause and its knocking) and ending with the next of ``outcomes``."""
     history, elapsed, steps = [], 0.0, []
     outcomes = iter(outcomes)
     while True:
-        step = plan.next_step(n, timeout, elapsed, history, rand, len(history) in waited_at)
+        waited = len(history) in waited_at
+        step = plan.next_step(n, timeout, elapsed, history, rand, waited, path, knocks)
         if step is None:
             return steps
         steps.append(step)
-        elapsed += step.pause + (step.window if step_time is None else step_time)
+        sending = knocks * step.gap if step.kind == plan.KNOCK else 0
+        elapsed += step.pause + sending + step.window
         history.append((step.kind, next(outcomes, plan.TIMED_OUT)))
 
 
-def test_first_round_fast_later_rounds_paused_and_wider():
+def test_first_round_fast_later_rounds_paused_wider_and_spaced():
     steps = run(1, 10, [])
-    assert steps[0].pause == 0 and steps[0].window == plan.FIRST_WINDOW
+    assert steps[0].pause == 0 and steps[0].gap == plan.FAST_SPACING
+    assert steps[0].window == plan.window(0, plan.UNKNOWN)
     assert all(s.kind == plan.KNOCK for s in steps)
-    assert all(s.pause == pytest.approx(plan.MAX_PAUSE * 0.5) for s in steps[1:])
+    assert all(s.pause > 0 for s in steps[1:])
     windows = [s.window for s in steps[:-1]]
     assert windows == sorted(windows) and len(set(windows)) == len(windows)
-    assert sum(s.pause + s.window for s in steps) <= 10 + 1e-9
+    gaps = [s.gap for s in steps]
+    assert gaps[1:4] == list(plan.SPACING_STEPS) and max(gaps) == plan.SPACING_STEPS[-1]
+    spent = sum(s.pause + 10 * s.gap + s.window for s in steps)
+    assert spent <= 10 + 1e-9
 
 
-def test_pause_follows_the_random_draw():
+def test_every_round_fits_in_the_timeout_with_its_knocking():
+    for timeout in (0.3, 1, 2.5, 6, 10):
+        steps = run(2, timeout, [], rand=0.99)
+        assert sum(s.pause + 10 * s.gap + s.window for s in steps) <= timeout + 1e-9
+
+
+def test_the_window_grows_with_the_round_trip():
+    lan, mobile = plan.PathInfo(rtt=0.0002), plan.PathInfo(rtt=0.06, jitter=0.06)
+    assert plan.window(0, lan) == plan.window(5, lan) == plan.MIN_WINDOW
+    assert plan.window(0, mobile) == pytest.approx(0.15 + 4 * 0.06 + 2 * 0.06)
+    unknown = [plan.window(r, plan.UNKNOWN) for r in range(30)]
+    assert unknown == sorted(unknown) and unknown[-1] == plan.MAX_WINDOW
+
+
+def test_a_remembered_spacing_is_where_the_first_round_starts():
+    steps = run(1, 10, [], path=plan.PathInfo(rtt=0.1, spacing=0.02))
+    assert [s.gap for s in steps[:4]] == [0.02, 0.05, 0.1, 0.1]  # wider than what failed
+    steps = run(1, 10, [], path=plan.PathInfo(rtt=0.1, spacing=0.2))
+    assert {s.gap for s in steps} == {0.2}
+
+
+def test_later_rounds_space_knocks_wider_than_the_measured_jitter():
+    mobile = plan.PathInfo(rtt=0.08, jitter=0.06)
+    gaps = [s.gap for s in run(1, 10, [], path=mobile)]
+    assert gaps[0] == plan.FAST_SPACING
+    assert gaps[1] == pytest.approx(plan.JITTER_FACTOR * 0.06 + 0.002)
+    assert gaps[2] > gaps[1] and max(gaps) == plan.MAX_SPACING
+
+
+def test_a_path_that_only_loses_keeps_its_knocks_fast():
+    lossy = plan.PathInfo(rtt=0.02, jitter=0.0005)
+    steps = run(1, 10, [], path=lossy)
+    assert all(s.gap < 0.012 for s in steps) and len(steps) >= 15  # many short rounds
+
+
+def test_a_fixed_spacing_is_used_as_given():
+    steps = run(1, 10, [], path=plan.PathInfo(fixed=0.0))
+    assert {s.gap for s in steps} == {0.0}
+
+
+def test_the_pause_follows_the_random_draw_and_the_sequence_length():
     assert run(1, 10, [], rand=0.0)[1].pause == 0
-    assert run(1, 10, [], rand=0.99)[1].pause == pytest.approx(0.99 * plan.MAX_PAUSE)
+    second = run(1, 10, [], rand=0.5)[1]
+    assert second.pause == pytest.approx(0.5 * plan.pause_limit(10, second.gap))
+    assert plan.pause_limit(10, 0.001) == plan.MAX_PAUSE
+    assert plan.pause_limit(10, 0.1) == pytest.approx(3.0)
 
 
 def test_rounds_go_over_the_periods_in_order_pausing_only_between_rounds():
@@ -189,6 +238,8 @@ def test_waiting_for_a_sibling_tries_its_door_first():
     steps = run(1, 10, [], waited_at=(0,))
     assert steps[0].kind == plan.PROBE and steps[0].window == plan.PROBE_WINDOW
     assert steps[1].kind == plan.KNOCK and steps[1].pause == 0 and steps[1].round == 0
+    fast = run(1, 10, [], waited_at=(0,), path=plan.PathInfo(rtt=0.0001))
+    assert fast[0].window == plan.MIN_PROBE  # a few round trips of a fast path
 
 
 def test_a_refused_probe_does_not_end_the_plan():
@@ -205,4 +256,4 @@ def test_gives_up_when_the_time_is_spent():
 
 def test_a_short_timeout_still_knocks_once():
     steps = run(1, 0.2, [])
-    assert len(steps) == 1 and steps[0].window == pytest.approx(0.2)
+    assert len(steps) == 1 and steps[0].window == pytest.approx(0.2 - 10 * plan.FAST_SPACING)

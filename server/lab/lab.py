@@ -8,10 +8,13 @@ with throwaway keys, and a firewall (iptables + ip6tables, or one nftables table
 for both families) that drops new connections to sshd unless a knock opened the
 door. Root only. Used by the pytest fixtures, the README demo and bench/.
 
-    lab.py up [--name N] [--firewall iptables|nftables]   -> prints the state dir
+    lab.py up [--name N] [--firewall iptables|nftables] [--link PROFILE]  -> the state dir
     lab.py status [--name N]
     lab.py down [--name N]
-    lab.py demo                                           -> up, ssh through knockssh, down
+    lab.py demo [--link PROFILE]               -> up, ssh through knockssh showing each step, down
+
+--link: lan (a veth, the default), wan, mobile, lossy (see LINKS), or a spec for
+linkbridge.py such as delay=30ms,jitter=10ms,loss=1%,dup=0.1%,rate=50mbit,order=keep.
 """
 
 from __future__ import annotations
@@ -285,12 +288,13 @@ Host inner
 """
 
 
-def hosts_toml(secret_path: str) -> str:
+def hosts_toml(secret_path: str, link: str) -> str:
+    # on the veth, failure tests end sooner; an impaired link gets the client's default
+    timeout = "connect_timeout = 6\n" if link == "lan" else ""
     return f"""\
 [defaults]
 period = {PERIOD}
-connect_timeout = 6
-
+{timeout}
 [[host]]
 match = ["{SERVER_IP}", "{SERVER_IP6}", "knocked.lab", "knocked6.lab", "dual.lab", "!open.lab"]
 service = "{SERVICE}"
@@ -306,6 +310,28 @@ ETC_HOSTS = f"""\
 {SERVER_IP6} dual.lab
 {SERVER_IP} dual.lab
 """
+
+
+# Link profiles, each way: lan is the plain veth; the others go through linkbridge.py
+LINKS: dict[str, str | None] = {
+    "lan": None,
+    "wan": "delay=25ms,jitter=5ms,order=keep",
+    "mobile": "delay=40ms,jitter=20ms,loss=2%",  # per-packet jitter: packets overtake
+    "lossy": "delay=10ms,loss=10%",
+}
+
+
+def link_spec(link: str) -> str | None:
+    """The linkbridge spec of a profile name or of a spec given as is (None: veth)."""
+    if link in LINKS:
+        return LINKS[link]
+    if "=" not in link:
+        raise ValueError(f"unknown link profile {link!r} (one of {', '.join(LINKS)}, or k=v,...)")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from linkbridge import parse_spec
+
+    parse_spec(link)  # refuse a bad spec before anything is made
+    return link
 
 
 MARKER_PORT = 9  # discard: a datagram the client sends to mark the end of a capture
@@ -441,14 +467,17 @@ class Lab:
         return subprocess.run(["ip", "netns", "exec", self.server_ns, *cmd], **kw)
 
     # lifecycle
-    def up(self, firewall: str = "iptables") -> None:
+    def up(self, firewall: str = "iptables", link: str = "lan") -> None:
+        """Bring the lab up behind ``firewall`` over ``link``: a profile of LINKS, or a
+        spec such as ``delay=30ms,jitter=10ms,loss=1%`` (linkbridge.parse_spec)."""
         if self.exists():
             return
+        spec = link_spec(link)
         os.makedirs(self.dir, mode=0o700)
         try:
             with open(self.path("state.json"), "w") as f:
-                json.dump({"firewall": firewall}, f)
-            self._network()
+                json.dump({"firewall": firewall, "link": link}, f)
+            self._network(spec)
             self._files()
             self.firewall().install()
             self.rotate(reload=False)
@@ -458,12 +487,15 @@ class Lab:
             self.down()
             raise
 
-    def _network(self) -> None:
+    def _network(self, spec: str | None) -> None:
         for ns in (self.server_ns, self.client_ns):
             run(["ip", "netns", "add", ns])
             run(["ip", "link", "set", "lo", "up"], ns=ns)
-        veth = ["ip", "link", "add", self.server_if, "netns", self.server_ns, "type", "veth"]
-        run([*veth, "peer", "name", self.client_if, "netns", self.client_ns])
+        if spec is None:
+            veth = ["ip", "link", "add", self.server_if, "netns", self.server_ns, "type", "veth"]
+            run([*veth, "peer", "name", self.client_if, "netns", self.client_ns])
+        else:
+            self._bridge(spec)
         for ns, dev, ip, ip6 in (
             (self.server_ns, self.server_if, SERVER_IP, SERVER_IP6),
             (self.client_ns, self.client_if, CLIENT_IP, CLIENT_IP6),
@@ -474,6 +506,30 @@ class Lab:
             run(["ip", "addr", "add", f"{ip}/{PREFIX}", "dev", dev], ns=ns)
             run(["ip", "addr", "add", f"{ip6}/{PREFIX6}", "dev", dev, "nodad"], ns=ns)
             run(["ip", "link", "set", dev, "up"], ns=ns)
+
+    def _bridge(self, spec: str) -> None:
+        """A TUN device in each namespace and linkbridge.py between them, impairing
+        both directions with ``spec``. It runs in the server namespace, so the
+        teardown's kill of that namespace's processes ends it."""
+        for ns, dev in ((self.server_ns, self.server_if), (self.client_ns, self.client_if)):
+            run(["ip", "tuntap", "add", "dev", dev, "mode", "tun"], ns=ns)
+        ready = self.path("bridge.pid")
+        ends = [self.client_ns, self.client_if, self.server_ns, self.server_if]
+        bridge = os.path.join(os.path.dirname(os.path.abspath(__file__)), "linkbridge.py")
+        with open(self.path("bridge.log"), "wb") as log:
+            subprocess.Popen(
+                [sys.executable, bridge, "--ready", ready, *ends, spec, spec],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        if not wait_for(lambda: os.path.exists(ready), 10):
+            raise RuntimeError(f"the link bridge did not start: {read(self.path('bridge.log'))}")
+
+    def link(self) -> str:
+        """The link profile (or spec) the lab was brought up with."""
+        return str(self._state().get("link", "lan"))
 
     @property
     def netns_etc(self) -> str:
@@ -493,7 +549,7 @@ class Lab:
             f.write(sshd_config(self))
         with open(self.ssh_config, "w") as f:
             f.write(ssh_config(self))
-        write_private(self.hosts_toml, hosts_toml(secret_path))
+        write_private(self.hosts_toml, hosts_toml(secret_path, self.link()))
 
     def rotate(
         self,
@@ -564,13 +620,15 @@ class Lab:
                 os.kill(child, signal.SIGKILL)
         self.firewall().close()
 
-    def firewall(self) -> Firewall:
+    def _state(self) -> dict[str, str]:
         try:
             with open(self.path("state.json")) as f:
-                name = str(json.load(f)["firewall"])
-        except (OSError, ValueError, KeyError):
-            name = "iptables"
-        return FIREWALLS[name](self.server_ns)
+                return dict(json.load(f))
+        except (OSError, ValueError):
+            return {}
+
+    def firewall(self) -> Firewall:
+        return FIREWALLS[self._state().get("firewall", "iptables")](self.server_ns)
 
     @contextlib.contextmanager
     def nat_clients(self, count: int) -> Iterator[list[str]]:
@@ -621,7 +679,8 @@ class Lab:
         return (
             f"{self.name}: up in {self.dir}; server {self.server_ns} {SERVER_IP} {SERVER_IP6} "
             f"(knockd pid {knockd or 'DEAD'}, sshd pid {sshd or '?'}, "
-            f"{self.firewall().name}), client {self.client_ns} {CLIENT_IP} {CLIENT_IP6}; "
+            f"{self.firewall().name}), client {self.client_ns} {CLIENT_IP} {CLIENT_IP6}, "
+            f"link {self.link()}; "
             f"door {'open' if self.door_open() else 'closed'}"
         )
 
@@ -682,14 +741,14 @@ def new_name() -> str:
     return f"kl{os.getpid() % 100000}{secrets.token_hex(2)}"
 
 
-def demo() -> int:
+def demo(link: str = "lan") -> int:
     lab = Lab(new_name())
     print(
         f"== bringing up the lab {lab.name}: knockd + sshd + DROP firewall "
-        f"in netns {lab.server_ns}",
+        f"in netns {lab.server_ns}, link {link} ({link_spec(link) or 'veth'})",
         flush=True,
     )
-    lab.up()
+    lab.up(link=link)
     try:
         print(f"== {lab.status()}", flush=True)
         print(
@@ -729,6 +788,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("action", choices=["up", "down", "status", "demo", "install"])
     p.add_argument("--name", default="knocklab")
     p.add_argument("--firewall", choices=["iptables", "nftables"], default="iptables")
+    p.add_argument(
+        "--link",
+        default="lan",
+        help=f"{', '.join(LINKS)}, or delay=...,jitter=...,loss=...,dup=...,rate=...,order=keep",
+    )
     args = p.parse_args(argv)
     if args.action == "install":
         install_missing()
@@ -738,10 +802,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lab: {reason}", file=sys.stderr)
         return 1
     if args.action == "demo":
-        return demo()
+        return demo(args.link)
     lab = Lab(args.name)
     if args.action == "up":
-        lab.up(args.firewall)
+        try:
+            lab.up(args.firewall, args.link)
+        except ValueError as exc:
+            print(f"lab: {exc}", file=sys.stderr)
+            return 2
         print(lab.dir)
     elif args.action == "down":
         lab.down()

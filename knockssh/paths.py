@@ -1,0 +1,67 @@
+"""What the client remembers of the path to each knock address, between runs.
+
+One small file per address in ``$XDG_STATE_HOME/knockssh/paths/`` (else
+``~/.local/state/knockssh/paths/``): the round-trip time of the last connection
+(the kernel's estimate, TCP_INFO), the spread of the round trips our knocks
+measured, and the knock spacing that got through. The
+next run starts from them: windows that fit the path, and knocks already spaced
+wider than its jitter where fast ones were reordered. Forgotten after MAX_AGE.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from .failures import state_dir
+from .plan import PathInfo
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+MAX_AGE = 24 * 3600  # seconds: a laptop moves between networks
+
+
+def _path(env: Mapping[str, str], address: str) -> str:
+    return os.path.join(state_dir(env), "paths", address.replace("/", "_"))
+
+
+def recall(env: Mapping[str, str], address: str, fixed: float | None = None) -> PathInfo:
+    """What was remembered for ``address`` (nothing if unknown, unreadable or old)."""
+    try:
+        with open(_path(env, address)) as f:
+            stamp, rtt, gap, jitter = f.read(100).split()
+        age = max(0.0, time.time() - float(stamp))
+        if age > MAX_AGE:
+            return PathInfo(fixed=fixed)
+        return PathInfo(float(rtt) or None, float(gap) or None, fixed, age, _or_none(jitter))
+    except (OSError, ValueError):
+        return PathInfo(fixed=fixed)
+
+
+def _or_none(text: str) -> float | None:
+    return None if text == "-" else float(text)
+
+
+def remember(env: Mapping[str, str], address: str, before: PathInfo, now: PathInfo) -> None:
+    """Keep ``now`` for ``address`` unless it adds nothing to ``before`` (a write per
+    connection would cost more than it saves); best effort."""
+    rtt, gap = now.rtt or 0.0, now.spacing or 0.0
+    same_gap = abs(gap - (before.spacing or 0.0)) < 1e-6
+    close_rtt = before.rtt is not None and abs(rtt - before.rtt) <= 0.25 * before.rtt + 0.001
+    if same_gap and close_rtt and before.age < MAX_AGE / 2:
+        return
+    path = _path(env, address)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            jitter = "-" if now.jitter is None else f"{now.jitter:.6f}"
+            os.write(fd, f"{time.time():.0f} {rtt:.6f} {gap:.6f} {jitter}\n".encode())
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError:
+        pass
