@@ -174,28 +174,31 @@ SPACING_STEPS = (0.02, 0.05, 0.1)  # later rounds when the jitter is unknown
 MAX_SPACING = 0.1
 JITTER_FACTOR = 0.75  # of the round trips' spread: the one-way spread is about half of it
 SPACING_GROWTH = 1.5
-MAX_GROWTH = 4.0
+MAX_GROWTH = 2.0
 UNKNOWN_RTT = 0.1  # assumed until measured: a window then fits a mobile path
 MIN_WINDOW = 0.25
 MAX_WINDOW = 3.0
 
 
 def spacing(rnd: int, path: PathInfo) -> float:
-    """Seconds between knocks in round ``rnd``: fast first (or what last worked),
-    then, since a jittery path reorders knocks sent close together and knockd fails
-    a sequence at the first knock out of order, wider than the path's measured
-    jitter, growing each round; without a measure, in fixed steps. A path that
-    only loses packets keeps its knocks fast (spacing would not save them)."""
+    """Seconds between knocks in round ``rnd``. A jittery path reorders knocks sent
+    close together, and knockd fails a sequence at the first knock out of order:
+    once the path's jitter is known (measured, or remembered), knocks go a little
+    wider apart than it, growing a little each later round in case it was
+    underestimated. A path that only loses packets keeps its knocks fast:
+    spacing would not save them, and a long sequence collides more with another
+    knocker's. Without a measure: fast first (or what last got through), then
+    wider in fixed steps."""
     if path.fixed is not None:
         return path.fixed
+    if path.jitter is not None:
+        growth = min(MAX_GROWTH, SPACING_GROWTH**rnd) if rnd else 1.0
+        return min(MAX_SPACING, max(FAST_SPACING, JITTER_FACTOR * path.jitter + 0.001) * growth)
     base = path.spacing or FAST_SPACING
-    if rnd == 0:
-        return base
-    if path.jitter is not None:  # growing a little, in case the spread was underestimated
-        growth = min(MAX_GROWTH, SPACING_GROWTH ** (rnd - 1))
-        return min(MAX_SPACING, max(base, JITTER_FACTOR * path.jitter + 0.002) * growth)
     wider = [step for step in SPACING_STEPS if step > base]
-    return wider[min(rnd, len(wider)) - 1] if wider else base
+    if rnd == 0 or not wider:
+        return base
+    return wider[min(rnd, len(wider)) - 1]
 
 
 def window(rnd: int, path: PathInfo) -> float:

@@ -194,18 +194,17 @@ def test_a_remembered_spacing_is_where_the_first_round_starts():
     assert {s.gap for s in steps} == {0.2}
 
 
-def test_later_rounds_space_knocks_wider_than_the_measured_jitter():
+def test_knocks_go_wider_apart_than_the_measured_jitter():
     mobile = plan.PathInfo(rtt=0.08, jitter=0.06)
     gaps = [s.gap for s in run(1, 10, [], path=mobile)]
-    assert gaps[0] == plan.FAST_SPACING
-    assert gaps[1] == pytest.approx(plan.JITTER_FACTOR * 0.06 + 0.002)
-    assert gaps[2] > gaps[1] and max(gaps) == plan.MAX_SPACING
+    assert gaps[0] == pytest.approx(plan.JITTER_FACTOR * 0.06 + 0.001)
+    assert gaps[1] > gaps[0] and max(gaps) <= 2 * gaps[0]
 
 
 def test_a_path_that_only_loses_keeps_its_knocks_fast():
-    lossy = plan.PathInfo(rtt=0.02, jitter=0.0005)
+    lossy = plan.PathInfo(rtt=0.02, spacing=0.1, jitter=0.0005)  # spacing: an old lucky one
     steps = run(1, 10, [], path=lossy)
-    assert all(s.gap < 0.012 for s in steps) and len(steps) >= 15  # many short rounds
+    assert all(s.gap < 0.003 for s in steps) and len(steps) >= 15  # many short rounds
 
 
 def test_a_fixed_spacing_is_used_as_given():
