@@ -3,6 +3,7 @@
 
     python3 bench/bench.py [--runs 25] [--mb 1024]
         [--only latency,concurrency,throughput,coldstart,scale]
+    python3 bench/bench.py --link wan|mobile|lossy|SPEC|all [--runs N]   (over an impaired link)
 
 Run it with the interpreter knockssh is installed for (the README's command does).
 Prints medians of alternated runs and ratios to the baseline taken in the same run;
@@ -12,6 +13,7 @@ BENCH_SAMPLES=1 also prints every connect-latency sample.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shlex
 import shutil
@@ -26,6 +28,12 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "server", "lab"))
 import lab as labmod  # noqa: E402
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from lab import Lab
 
 BENCH_CMD_TIMEOUT = 2  # seconds the door stays open: each knocked run waits for it to shut
 SECRET = "0123456789abcdef"  # for the local cold-start and scale files only
@@ -59,33 +67,10 @@ Host fdpass-open
     ProxyCommand knockssh --fdpass %h %p
     ProxyUseFdpass yes
 """
-# Knocks, then a connection attempt every millisecond: when does the door open,
-# counted from the first knock and from the last?
-DOOR_PROBE = """
-import os, select, sys, time
-from _socket import socket, SOL_SOCKET, SO_ERROR
-from knockssh.knock import send_knocks
-from rotator.scheme import parse_sequence
-addr = (sys.argv[1], 22)
-first_knock = time.monotonic()
-send_knocks(2, addr, parse_sequence(sys.argv[2]), float(sys.argv[3]) / 1000)
-last_knock = time.monotonic()
-pending, poller = [], select.poll()
-while time.monotonic() - last_knock < 3:
-    s = socket(2, 1); s.setblocking(False); s.connect_ex(addr); pending.append(s)
-    poller.register(s, select.POLLOUT)
-    if len(pending) > 50:
-        poller.unregister(pending[0]); pending.pop(0).close()
-    for fd, _ in poller.poll(1):
-        if [p for p in pending if p.fileno() == fd][0].getsockopt(SOL_SOCKET, SO_ERROR) == 0:
-            now = time.monotonic()
-            print(now - first_knock, now - last_knock)
-            sys.exit(0)
-sys.exit(1)
-"""
+DOOR_PROBE = os.path.join(HERE, "door_probe.py")
 
 
-def timed(fn) -> float:
+def timed(fn: Callable[[], object]) -> float:
     t = time.perf_counter()
     fn()
     return time.perf_counter() - t
@@ -95,12 +80,29 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def table(title: str, rows: list[tuple[str, float, str]], base: float, unit: str) -> None:
-    print(f"\n{title}")
-    print(f"  {'case':46} {'median':>10}  {'ratio':>6}")
-    for name, value, note in rows:
-        ratio = value / base if base else float("nan")
-        print(f"  {name:46} {value:>9.3f}{unit}  {ratio:>5.2f}x {note}")
+class Table:
+    """What one bench function measured: rows of (case, median, note), the baseline
+    the ratios are taken against, and notes. Measuring and printing stay apart:
+    every bench function returns tables, and show() is the one printer."""
+
+    def __init__(
+        self, title: str, rows: list[tuple[str, float, str]], base: float, unit: str
+    ) -> None:
+        self.title, self.rows, self.base, self.unit = title, rows, base, unit
+        self.notes: list[str] = []
+
+    def show(self) -> None:
+        print(f"\n{self.title}")
+        if self.rows:
+            print(f"  {'case':46} {'median':>10}  {'ratio':>6}")
+        for name, value, note in self.rows:
+            ratio = value / self.base if self.base else float("nan")
+            print(f"  {name:46} {value:>9.3f}{self.unit}  {ratio:>5.2f}x {note}")
+        for note in self.notes:
+            print(f"  {note}")
+
+
+table = Table
 
 
 def launcher() -> str:
@@ -112,7 +114,7 @@ def launcher() -> str:
     return found
 
 
-def shut_by_knockd(lab) -> None:
+def shut_by_knockd(lab: Lab) -> None:
     """Wait for knockd's own stop_command to close the doors (IPv4 and IPv6), and
     make the next knockssh a first connection (no note of a door opened seconds
     ago). Deleting the rule by hand would leave knockd's pending stop_command to
@@ -126,7 +128,7 @@ def shut_by_knockd(lab) -> None:
     lab.forget_doors()
 
 
-def current_sequence(lab) -> str:
+def current_sequence(lab: Lab) -> str:
     """Keep knockd on the current period, as the rotator's timer would (a run may cross
     a boundary), and give the recipes the sequence they knock."""
     lab.rotate()
@@ -142,25 +144,18 @@ def current_sequence(lab) -> str:
     return seq
 
 
-def bench_latency(lab, cfg: str, runs: int) -> None:
+def bench_latency(lab: Lab, cfg: str, runs: int) -> list[Table]:
     with open(cfg, "a") as f:
         f.write(bench_hosts(lab))
     with open(os.path.join(lab.netns_etc, "hosts"), "a") as f:
         f.write(f"{labmod.SERVER_IP} nodelay.lab\n")
     hosts = lab.path("hosts.bench.toml")  # the lab's file plus knock_delay_ms = 0
-    with open(lab.hosts_toml) as src:
-        text = src.read()
-    fd = os.open(hosts, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.write(
-        fd,
-        text.replace(
-            "[[host]]",
-            '[[host]]\nmatch = ["nodelay.lab"]\nservice = "ssh"\n'
-            f'secret_file = "{lab.path("secret")}"\nknock_delay_ms = 0\n\n[[host]]',
-            1,
-        ).encode(),
+    nodelay = (
+        '[[host]]\nmatch = ["nodelay.lab"]\nservice = "ssh"\n'
+        f'secret_file = "{lab.path("secret")}"\nknock_delay_ms = 0\n\n[[host]]'
     )
-    os.close(fd)
+    text = labmod.read(lab.hosts_toml).replace("[[host]]", nodelay, 1)
+    labmod.write_private(hosts, text, exclusive=False)
     env = {**lab.client_env(), "KNOCKSSH_CONFIG": hosts}
     cases = {
         "direct, open port (floor)": "direct",
@@ -190,7 +185,7 @@ def bench_latency(lab, cfg: str, runs: int) -> None:
         for delay in door:
             shut_by_knockd(lab)
             done = lab.in_client(
-                [sys.executable, "-c", DOOR_PROBE, labmod.SERVER_IP, seq, delay],
+                [sys.executable, DOOR_PROBE, labmod.SERVER_IP, seq, delay],
                 capture_output=True,
                 text=True,
                 env=probe_env,
@@ -200,7 +195,7 @@ def bench_latency(lab, cfg: str, runs: int) -> None:
                 door[delay].append((since_first, since_last))
         interpreter.append(timed(lambda: subprocess.run([sys.executable, "-c", "pass"])))
     base = median(samples["direct, open port (floor)"])
-    table(
+    found = table(
         f"connect latency: ssh HOST true (s), 10-knock sequence, DROP firewall, {runs} runs",
         [
             (k, median(v), f"({failed[k]}/{runs} runs failed)" if failed[k] else "")
@@ -211,26 +206,27 @@ def bench_latency(lab, cfg: str, runs: int) -> None:
     )
     if os.environ.get("BENCH_SAMPLES"):
         for k, v in samples.items():
-            print(f"  {k.strip()}: " + " ".join(f"{x * 1000:.0f}" for x in v))
+            found.notes.append(f"{k.strip()}: " + " ".join(f"{x * 1000:.0f}" for x in v))
     for name, text in why.items():
-        print(f"  {name.strip()}: first failure said: {text!r}")
+        found.notes.append(f"{name.strip()}: first failure said: {text!r}")
     burst = median([first for first, _ in door["0"]])
     spaced_first = median([first for first, _ in door["1"]])
     spaced_last = median([last for _, last in door["1"]])
     python = median(interpreter)
-    print(
-        f"  the door opens {burst * 1000:.1f} ms after 10 knocks sent back to back, "
-        f"{spaced_first * 1000:.1f} ms after the first of 10 knocks 1 ms apart\n"
-        f"  ({spaced_last * 1000:.1f} ms after the last): knockd 0.8 reads its capture in 50 ms "
-        "batches, then runs the firewall command.\n"
-        f"  floor for any knocking client: direct + {burst * 1000:.1f} ms = {base + burst:.3f}s "
-        f"= {(base + burst) / base:.2f}x;\n"
-        f"  for one run by a Python interpreter, + python -c pass ({python * 1000:.1f} ms): "
-        f"{base + burst + python:.3f}s = {(base + burst + python) / base:.2f}x"
-    )
+    found.notes += [
+        f"the door opens {burst * 1000:.1f} ms after 10 knocks sent back to back, "
+        f"{spaced_first * 1000:.1f} ms after the first of 10 knocks 1 ms apart",
+        f"({spaced_last * 1000:.1f} ms after the last): knockd 0.8 reads its capture in 50 ms "
+        "batches, then runs the firewall command.",
+        f"floor for any knocking client: direct + {burst * 1000:.1f} ms = {base + burst:.3f}s "
+        f"= {(base + burst) / base:.2f}x;",
+        f"for one run by a Python interpreter, + python -c pass ({python * 1000:.1f} ms): "
+        f"{base + burst + python:.3f}s = {(base + burst + python) / base:.2f}x",
+    ]
+    return [found]
 
 
-def ssh_times(lab, cfg: str, hosts: list[str], env: dict[str, str]) -> list[float | None]:
+def ssh_times(lab: Lab, cfg: str, hosts: list[str], env: dict[str, str]) -> list[float | None]:
     """Start ``ssh HOST true`` for every host at once; each one's time, None if it failed."""
     times: list[float | None] = [None] * len(hosts)
 
@@ -251,7 +247,7 @@ def ssh_times(lab, cfg: str, hosts: list[str], env: dict[str, str]) -> list[floa
 CONCURRENT = 20
 
 
-def proxy_times(lab, argv: list[str], count: int, env: dict[str, str]) -> list[float | None]:
+def proxy_times(lab: Lab, argv: list[str], count: int, env: dict[str, str]) -> list[float | None]:
     """Start ``count`` copies of a ProxyCommand at once (stdin at EOF): each one's time
     until the server hung up after its banner, None if it failed."""
     times: list[float | None] = [None] * count
@@ -270,7 +266,7 @@ def proxy_times(lab, argv: list[str], count: int, env: dict[str, str]) -> list[f
     return times
 
 
-def bench_concurrency(lab, cfg: str, runs: int) -> None:
+def bench_concurrency(lab: Lab, cfg: str, runs: int) -> list[Table]:
     """20 first connections at once against one alone, knocked and direct; IPv6
     against IPv4. The two cores run all 20 ssh clients and sshd children too, so
     the direct rows are the floor that CPU sharing sets."""
@@ -325,13 +321,15 @@ def bench_concurrency(lab, cfg: str, runs: int) -> None:
         )
     rows.append(("direct, one alone", median(alone["direct"]), ""))
     note = f"({failed} of {runs * 4 * CONCURRENT} concurrent connects failed)" if failed else ""
-    table(
-        f"concurrent first connections: ssh HOST true (s), ratio to one knockssh alone, "
-        f"{runs} runs {note}",
-        rows,
-        base,
-        "s",
-    )
+    found = [
+        table(
+            f"concurrent first connections: ssh HOST true (s), ratio to one knockssh alone, "
+            f"{runs} runs {note}",
+            rows,
+            base,
+            "s",
+        )
+    ]
     proxy_base = median(proxy_alone["knocked"])
     rows = []
     for name, label in (
@@ -342,27 +340,123 @@ def bench_concurrency(lab, cfg: str, runs: int) -> None:
         for i, what in ((0, "median"), (1, "slowest")):
             value = median([pair[i] for pair in proxy_crowd[name]])
             rows.append((f"{label}: {CONCURRENT} at once, {what}", value, ""))
-    table(
-        f"the ProxyCommand alone (no ssh): start to the server's banner and hang-up (s), "
-        f"ratio to one knocked alone, {runs} runs",
-        rows,
-        proxy_base,
-        "s",
+    found.append(
+        table(
+            f"the ProxyCommand alone (no ssh): start to the server's banner and hang-up (s), "
+            f"ratio to one knocked alone, {runs} runs",
+            rows,
+            proxy_base,
+            "s",
+        )
     )
-    table(
-        f"IPv6 against IPv4: ssh HOST true (s), ratio to knockssh over IPv4, {runs} runs",
+    found.append(
+        table(
+            f"IPv6 against IPv4: ssh HOST true (s), ratio to knockssh over IPv4, {runs} runs",
+            [
+                ("knockssh over IPv4", median(family["lab"]), ""),
+                ("knockssh over IPv6", median(family["lab6"]), ""),
+                ("direct over IPv4", median(family["direct"]), ""),
+                ("direct over IPv6", median(family["direct6"]), ""),
+            ],
+            median(family["lab"]),
+            "s",
+        )
+    )
+    return found
+
+
+def p95(values: list[float]) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+class LinkRow:
+    """One case of the per-link latency bench: every sample, and how many failed."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.samples: list[float] = []
+        self.failed = 0
+
+    def success(self) -> str:
+        total = len(self.samples) + self.failed
+        return f"{len(self.samples)}/{total}"
+
+
+LINK_CASES = {
+    "direct, open port": "direct",
+    "ProxyCommand knockssh %h %p": "lab",
+    "knock -d 100 ...; sleep 0.1; exec nc": "recipe-delay",
+}
+
+
+def measure_link(lab: Lab, cfg: str, runs: int) -> list[LinkRow]:
+    """Connect latency over the lab's link: direct, knockssh and the usual recipe,
+    alternated. knockssh keeps what it learnt of the path between runs, as it does
+    for a user (the first run has nothing); each knocked run starts at a shut door."""
+    env = lab.client_env()
+    rows = {name: LinkRow(name) for name in LINK_CASES}
+    for _ in range(runs):
+        current_sequence(lab)
+        for name, host in LINK_CASES.items():
+            shut_by_knockd(lab)
+            t0 = time.perf_counter()
+            done = lab.in_client(
+                ["ssh", "-F", cfg, host, "true"], capture_output=True, env=env, timeout=120
+            )
+            if done.returncode == 0:
+                rows[name].samples.append(time.perf_counter() - t0)
+            else:
+                rows[name].failed += 1
+    return list(rows.values())
+
+
+def link_table(title: str, rows: list[LinkRow]) -> Table:
+    base = median(rows[0].samples)
+    found = table(
+        title,
         [
-            ("knockssh over IPv4", median(family["lab"]), ""),
-            ("knockssh over IPv6", median(family["lab6"]), ""),
-            ("direct over IPv4", median(family["direct"]), ""),
-            ("direct over IPv6", median(family["direct6"]), ""),
+            (
+                row.name,
+                median(row.samples),
+                f"p95 {p95(row.samples):.3f}s, {median(row.samples) - base:+.3f}s over direct, "
+                f"got in {row.success()}",
+            )
+            for row in rows
         ],
-        median(family["lab"]),
+        base,
         "s",
     )
+    if os.environ.get("BENCH_SAMPLES"):
+        for row in rows:
+            found.notes.append(f"{row.name}: " + " ".join(f"{x * 1000:.0f}" for x in row.samples))
+    return found
 
 
-def bench_hosts(lab) -> str:
+def bench_link(link: str, runs: int, mb: int) -> list[Table]:
+    lab = labmod.Lab(labmod.new_name(), cmd_timeout=BENCH_CMD_TIMEOUT)
+    lab.up(link=link)
+    try:
+        cfg = lab.path("ssh_config.bench")
+        with open(lab.ssh_config) as src, open(cfg, "w") as dst:
+            dst.write(src.read() + bench_hosts(lab))
+        spec = labmod.link_spec(link) or "veth"
+        found = [
+            link_table(
+                f"link {link} ({spec}, each way): ssh HOST true (s), {runs} runs",
+                measure_link(lab, cfg, runs),
+            )
+        ]
+        if link == "wan":
+            found += bench_throughput(lab, cfg, mb, max(3, runs // 5))
+        return found
+    finally:
+        lab.down()
+
+
+def bench_hosts(lab: Lab) -> str:
     def literal(*words: str) -> str:  # for ssh_config: shell-quoted, % doubled
         return " ".join(shlex.quote(w) for w in words).replace("%", "%%")
 
@@ -373,7 +467,7 @@ def bench_hosts(lab) -> str:
     )
 
 
-def proxy_cpu(lab, which: str) -> list[float]:
+def proxy_cpu(lab: Lab, which: str) -> list[float]:
     """CPU seconds of each relay-open or nc-open ProxyCommand so far (cpu_of.py)."""
     return [float(x) for x in labmod.read(lab.path(f"proxy_cpu.{which}")).split()]
 
@@ -390,7 +484,7 @@ def busy_share(before: tuple[int, int], after: tuple[int, int]) -> float:
     return (after[0] - before[0]) / max(1, after[1] - before[1])
 
 
-def bench_throughput(lab, cfg: str, mb: int, runs: int) -> None:
+def bench_throughput(lab: Lab, cfg: str, mb: int, runs: int) -> list[Table]:
     cases = {
         "direct": "direct",
         "knockssh relay": "relay-open",
@@ -403,13 +497,8 @@ def bench_throughput(lab, cfg: str, mb: int, runs: int) -> None:
     for _ in range(runs):
         for name, host in cases.items():
             before = cpu_ticks()
-            t = timed(
-                lambda host=host: lab.in_client(
-                    ["ssh", "-F", cfg, "-c", "aes128-gcm@openssh.com", host, remote],
-                    check=True,
-                    stdout=subprocess.DEVNULL,
-                )
-            )
+            argv = ["ssh", "-F", cfg, "-c", "aes128-gcm@openssh.com", host, remote]
+            t = timed(functools.partial(lab.in_client, argv, check=True, stdout=subprocess.DEVNULL))
             samples[name].append(mb / t)
             busy[name].append(busy_share(before, cpu_ticks()))
     base = median(samples["direct"])
@@ -424,12 +513,14 @@ def bench_throughput(lab, cfg: str, mb: int, runs: int) -> None:
         )
         for k, v in samples.items()
     ]
-    table(
-        f"bulk download of {mb} MB through ssh (MB/s, higher is better), {runs} runs",
-        rows,
-        base,
-        "",
-    )
+    return [
+        table(
+            f"bulk download of {mb} MB through ssh (MB/s, higher is better), {runs} runs",
+            rows,
+            base,
+            "",
+        )
+    ]
 
 
 def _local_files(tmp: str) -> dict[str, str]:
@@ -442,7 +533,7 @@ def _local_files(tmp: str) -> dict[str, str]:
     return {**os.environ, "KNOCKD_ROTATOR_SECRET": SECRET, "KNOCKSSH_CONFIG": hosts}
 
 
-def bench_coldstart(runs: int) -> None:
+def bench_coldstart(runs: int) -> list[Table]:
     tmp = tempfile.mkdtemp()  # the working directory too: a checkout there would shadow
     env = _local_files(tmp)
     knockssh = launcher()
@@ -464,24 +555,22 @@ def bench_coldstart(runs: int) -> None:
     samples: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(runs * 10):
         for name, cmd in cases.items():
-            samples[name].append(
-                timed(
-                    lambda cmd=cmd: subprocess.run(
-                        cmd, env=env, check=True, capture_output=True, cwd=tmp
-                    )
-                )
+            run = functools.partial(
+                subprocess.run, cmd, env=env, check=True, capture_output=True, cwd=tmp
             )
+            samples[name].append(timed(run))
     base = median(samples["python -c pass (floor, same interpreter)"])
-    table(
+    found = table(
         f"cold start (ms), {runs * 10} runs",
         [(k, median(v) * 1000, "") for k, v in samples.items()],
         base * 1000,
         "ms",
     )
-    _import_profile(knockssh, env, tmp)
+    found.notes += _import_profile(knockssh, env, tmp)
+    return [found]
 
 
-def _import_profile(knockssh: str, env: dict[str, str], cwd: str) -> None:
+def _import_profile(knockssh: str, env: dict[str, str], cwd: str) -> list[str]:
     """-X importtime of the whole ProxyCommand path: knock, connect, relay to the end."""
     server = socket.create_server(("127.0.0.1", 0))
 
@@ -513,16 +602,16 @@ def _import_profile(knockssh: str, env: dict[str, str], cwd: str) -> None:
     ]
     ours = [r for r in rows if r.rsplit("|", 1)[1].strip() not in at_start]
     total = sum(int(r.split("|")[0]) for r in ours)
-    print(
-        f"  import-time profile of the ProxyCommand path (knock, connect, relay; loopback): "
+    heaviest = sorted(ours, key=lambda r: -int(r.split("|")[0]))[:8]
+    return [
+        f"import-time profile of the ProxyCommand path (knock, connect, relay; loopback): "
         f"{len(ours)} modules beyond the interpreter's own start, {total / 1000:.1f} ms in all "
-        "(self us | cumulative us | module):"
-    )
-    for row in sorted(ours, key=lambda r: -int(r.split("|")[0]))[:8]:
-        print("   ", row)
+        "(self us | cumulative us | module):",
+        *(f"  {row}" for row in heaviest),
+    ]
 
 
-def bench_scale() -> None:
+def bench_scale() -> list[Table]:
     tmp = tempfile.mkdtemp()
     hosts = os.path.join(tmp, "hosts.toml")
     with open(hosts, "w") as f:
@@ -551,9 +640,18 @@ def bench_scale() -> None:
             check=True,
         )
     )
-    print("\nscale")
-    print(f"  lookup near the end of 10 000 host entries (knockssh check HOST): {t:.3f}s")
-    print(f"  knockssh-rotator on 500 rotator sections (parse, derive, write): {r:.3f}s")
+    found = table("scale", [], 1.0, "s")
+    found.notes += [
+        f"lookup near the end of 10 000 host entries (knockssh check HOST): {t:.3f}s",
+        f"knockssh-rotator on 500 rotator sections (parse, derive, write): {r:.3f}s",
+    ]
+    return [found]
+
+
+def show(tables: list[Table]) -> None:
+    for found in tables:
+        found.show()
+    sys.stdout.flush()
 
 
 def main() -> int:
@@ -561,7 +659,21 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=25)
     p.add_argument("--mb", type=int, default=1024)
     p.add_argument("--only", default="latency,concurrency,throughput,coldstart,scale")
+    p.add_argument(
+        "--link",
+        help="instead: connect latency over an impaired lab link (wan, mobile, lossy, "
+        "or a linkbridge spec; throughput too on wan), or all of them",
+    )
     args = p.parse_args()
+    if args.link:
+        reason = labmod.unavailable_reason()
+        if reason:
+            print(f"lab unavailable: {reason}")
+            return 1
+        links = ["lan", "wan", "mobile", "lossy"] if args.link == "all" else [args.link]
+        for link in links:
+            show(bench_link(link, args.runs, min(args.mb, 256)))
+        return 0
     parts = args.only.split(",")
     print(
         f"machine: {os.cpu_count()} cores, Linux {os.uname().release}, "
@@ -569,9 +681,9 @@ def main() -> int:
         f"{subprocess.run(['ssh', '-V'], capture_output=True, text=True).stderr.strip()}"
     )
     if "coldstart" in parts:
-        bench_coldstart(args.runs)
+        show(bench_coldstart(args.runs))
     if "scale" in parts:
-        bench_scale()
+        show(bench_scale())
     if {"latency", "concurrency", "throughput"} & set(parts):
         reason = labmod.unavailable_reason()
         if reason:
@@ -584,14 +696,14 @@ def main() -> int:
             with open(lab.ssh_config) as src, open(cfg, "w") as dst:
                 dst.write(src.read())
             if "latency" in parts:
-                bench_latency(lab, cfg, args.runs)
+                show(bench_latency(lab, cfg, args.runs))
             else:
                 with open(cfg, "a") as f:
                     f.write(bench_hosts(lab))
             if "concurrency" in parts:
-                bench_concurrency(lab, cfg, max(3, args.runs // 3))
+                show(bench_concurrency(lab, cfg, max(3, args.runs // 3)))
             if "throughput" in parts:
-                bench_throughput(lab, cfg, args.mb, max(3, args.runs // 3))
+                show(bench_throughput(lab, cfg, args.mb, max(3, args.runs // 3)))
         finally:
             lab.down()
     return 0

@@ -14,12 +14,11 @@ from . import mapping, plan
 from .dial import Refused, Unreachable, dial
 from .doorlock import DoorLock, lock_dir
 from .errors import KnocksshError
-from .knock import send_knocks
+from .knock import Timings, send_knocks
 from .log import QUIET, Log
 from .net import SOCK_STREAM, RawSocket, gaierror, getaddrinfo, public, round_trip
 from .paths import recall, remember
 from .peer import NOBODY, PeerGone
-from .timing import Timings
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

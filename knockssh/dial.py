@@ -22,9 +22,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from .knock import Timings
     from .net import Sockaddr
     from .peer import Watch
-    from .timing import Timings
 
 FAST_INTERVAL = 0.005  # seconds between attempts while the door is most likely to open
 FAST_ATTEMPTS = 20  # ... that is, for the first 100 ms

@@ -14,19 +14,13 @@ import os
 import time
 
 from .log import printable
+from .paths import state_dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
 MAX_BYTES = 64 * 1024
-
-
-def state_dir(env: Mapping[str, str]) -> str:
-    base = env.get("XDG_STATE_HOME")
-    if not base or not os.path.isabs(base):
-        base = os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.path.join(base, "knockssh")
 
 
 def log_path(env: Mapping[str, str]) -> str:

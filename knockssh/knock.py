@@ -1,10 +1,22 @@
-"""Sending knocks: each TCP knock is exactly one SYN, each UDP knock one empty datagram."""
+"""Sending knocks: each TCP knock is exactly one SYN, each UDP knock one empty datagram.
+
+Timing the path with the server's answers to our own knocks: a knock goes to a
+closed port, so the server's kernel answers each SYN with a reset. Leaving the
+knocks' sockets open for a moment turns every knock into a round-trip sample at
+no cost on the wire: the smallest is the round trip, the spread between them the
+path's jitter (which decides how far apart knocks must be for none to overtake
+another). Every socket is closed before the kernel would resend its SYN (1 s on
+Linux), so a knock is still exactly one packet. Servers that drop closed ports
+answer nothing: then nothing is learnt.
+"""
 
 from __future__ import annotations
 
+import errno
+import select
 import time
 
-from .net import SOCK_DGRAM, SOCK_STREAM, RawSocket, with_port
+from .net import SO_ERROR, SOCK_DGRAM, SOCK_STREAM, SOL_SOCKET, RawSocket, with_port
 from .peer import NOBODY
 
 TYPE_CHECKING = False
@@ -15,7 +27,6 @@ if TYPE_CHECKING:
 
     from .net import Sockaddr
     from .peer import Watch
-    from .timing import Timings
 
 
 def send_knocks(
@@ -57,3 +68,79 @@ def send_knocks(
                 continue
         s.close()
         sent += 1
+
+
+RETRANSMIT_AFTER = 0.9  # seconds: Linux resends an unanswered SYN after 1 s
+MIN_SAMPLES = 3  # for a spread
+
+
+class Timings:
+    """Knock sockets left open, and the round trips measured so far."""
+
+    __slots__ = ("open", "rtts", "sent")
+
+    def __init__(self) -> None:
+        self.open: dict[int, tuple[RawSocket, float]] = {}
+        self.rtts: list[float] = []
+        self.sent = 0
+
+    def add(self, sock: RawSocket, sent: float) -> None:
+        self.open[sock.fileno()] = (sock, sent)
+        self.sent += 1
+
+    def register(self, poller: select.poll) -> None:
+        for fd in self.open:
+            poller.register(fd, select.POLLOUT)
+
+    def handle(self, fd: int, now: float, poller: select.poll | None = None) -> bool:
+        """True if ``fd`` is one of ours (its answer, recorded and the socket closed)."""
+        found = self.open.pop(fd, None)
+        if found is None:
+            return False
+        sock, sent = found
+        if sock.getsockopt(SOL_SOCKET, SO_ERROR) in (0, errno.ECONNREFUSED):
+            self.rtts.append(now - sent)
+        if poller is not None:
+            poller.unregister(fd)
+        sock.close()
+        return True
+
+    def expire(self, now: float, poller: select.poll | None = None) -> float:
+        """Close the sockets due to close; the next instant one is due (inf if none)."""
+        due = float("inf")
+        for fd, (sock, sent) in list(self.open.items()):
+            if now >= sent + RETRANSMIT_AFTER:
+                del self.open[fd]
+                if poller is not None:
+                    poller.unregister(fd)
+                sock.close()
+            else:
+                due = min(due, sent + RETRANSMIT_AFTER)
+        return due
+
+    def wait(self, seconds: float, watch: Watch) -> None:
+        """Sleep ``seconds`` (between two knocks), taking answers as they come."""
+        deadline = time.monotonic() + seconds
+        poller = select.poll()
+        watch.register(poller)
+        self.register(poller)
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            wake = min(deadline, self.expire(now, poller))
+            for fd, events in poller.poll(max(0.0, wake - now) * 1000):
+                if not watch.check(fd, events):
+                    self.handle(fd, time.monotonic(), poller)
+
+    def close(self) -> None:
+        for sock, _ in self.open.values():
+            sock.close()
+        self.open.clear()
+
+    def rtt(self) -> float | None:
+        return min(self.rtts) if self.rtts else None
+
+    def jitter(self) -> float | None:
+        """The spread of the round trips, once there are enough of them."""
+        return max(self.rtts) - min(self.rtts) if len(self.rtts) >= MIN_SAMPLES else None

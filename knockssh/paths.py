@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import time
 
-from .failures import state_dir
 from .plan import PathInfo
 
 TYPE_CHECKING = False
@@ -21,6 +20,14 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 MAX_AGE = 24 * 3600  # seconds: a laptop moves between networks
+
+
+def state_dir(env: Mapping[str, str]) -> str:
+    """knockssh's directory under ``$XDG_STATE_HOME`` (else ~/.local/state)."""
+    base = env.get("XDG_STATE_HOME")
+    if not base or not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".local", "state")
+    return os.path.join(base, "knockssh")
 
 
 def _path(env: Mapping[str, str], address: str) -> str:

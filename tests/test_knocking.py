@@ -297,8 +297,7 @@ def test_knocks_time_the_path_and_are_closed_in_time():
     """Knocks to closed loopback ports are answered by resets: round trips, read
     while knocking and while the dial waits (here for a door that only refuses)."""
     from knockssh.dial import Refused, dial
-    from knockssh.knock import send_knocks
-    from knockssh.timing import Timings
+    from knockssh.knock import Timings, send_knocks
     from rotator.scheme import Knock
 
     port = closed_port()

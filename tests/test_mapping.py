@@ -3,6 +3,7 @@
 import os
 
 import pytest
+from helpers import write_private
 
 from knockssh import mapping
 from knockssh.errors import KnocksshError
@@ -105,8 +106,7 @@ def test_inline_secret_needs_private_file(tmp_path):
 
 def test_secret_sources(tmp_path):
     secret_file = tmp_path / "s.secret"
-    secret_file.write_text("file-secret-123\n")
-    os.chmod(secret_file, 0o600)
+    write_private(str(secret_file), "file-secret-123\n")
     data = (
         f'[[host]]\nmatch = ["f"]\nservice = "s"\nsecret_file = "{secret_file}"\n'
         '[[host]]\nmatch = ["c"]\nservice = "s"\n'

@@ -32,7 +32,8 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
+    from typing import Any
 
 STATE_ROOT = "/run/knockssh-lab"
 SERVER_IP, CLIENT_IP, PREFIX = "198.18.0.1", "198.18.0.2", 24
@@ -58,8 +59,8 @@ PACKAGES = {  # command -> Debian package
 
 
 def run(
-    cmd: list[str], ns: str | None = None, check: bool = True, **kw
-) -> subprocess.CompletedProcess:
+    cmd: list[str], ns: str | None = None, check: bool = True, **kw: Any
+) -> subprocess.CompletedProcess[str]:
     if ns:
         cmd = ["ip", "netns", "exec", ns, *cmd]
     return subprocess.run(cmd, check=check, text=True, capture_output=True, **kw)
@@ -455,15 +456,15 @@ class Lab:
     def exists(self) -> bool:
         return os.path.isdir(self.dir)
 
-    def in_client(self, cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    def in_client(self, cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[Any]:
         return self.in_ns(self.client_ns, cmd, **kw)
 
-    def in_ns(self, ns: str, cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    def in_ns(self, ns: str, cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[Any]:
         if kw.get("env") is None:
             kw["env"] = self.client_env()
         return subprocess.run(["ip", "netns", "exec", ns, *cmd], **kw)
 
-    def in_server(self, cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    def in_server(self, cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[Any]:
         return subprocess.run(["ip", "netns", "exec", self.server_ns, *cmd], **kw)
 
     # lifecycle
@@ -558,7 +559,7 @@ class Lab:
         env: dict[str, str] | None = None,
         at: int | None = None,
         check: bool = True,
-    ) -> subprocess.CompletedProcess:
+    ) -> subprocess.CompletedProcess[str]:
         cmd = ["knockssh-rotator", "--config", self.knockd_conf, "--no-schedule"]
         cmd += ["--pidfile", self.knockd_pidfile] if reload else ["--no-reload"]
         if at is not None:
@@ -728,7 +729,8 @@ def _kill_pidfile(path: str) -> None:
         pass
 
 
-def wait_for(condition, timeout: float, step: float = 0.02) -> bool:
+def wait_for(condition: Callable[[], object], timeout: float, step: float = 0.02) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` seconds pass; whether it held."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():

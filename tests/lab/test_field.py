@@ -190,8 +190,7 @@ def no_door(lab, case, tmp_path):
             yield short_timeout_hosts(lab), None
     else:
         wrong = tmp_path / "wrong.secret"
-        wrong.write_text("a-wrong-secret-of-some-length\n")
-        os.chmod(wrong, 0o600)
+        write_private(str(wrong), "a-wrong-secret-of-some-length\n")
         yield short_timeout_hosts(lab, str(wrong)), "a-wrong-secret-of-some-length"
 
 

@@ -8,7 +8,17 @@ import threading
 import time
 
 import pytest
-from lab import CMD_TIMEOUT, PERIOD, SERVER_IP, Capture, Lab, new_name, read, wait_for
+from lab import (
+    CMD_TIMEOUT,
+    PERIOD,
+    SERVER_IP,
+    Capture,
+    Lab,
+    new_name,
+    read,
+    wait_for,
+    write_private,
+)
 
 from knockssh import plan
 
@@ -172,14 +182,13 @@ def test_knocks_on_the_wire(fresh, record):
 
 def test_wrong_secret_fails_within_timeout(fresh, record, tmp_path):
     bad_secret = tmp_path / "bad.secret"
-    bad_secret.write_text("not-the-right-secret-at-all\n")
-    os.chmod(bad_secret, 0o600)
+    write_private(str(bad_secret), "not-the-right-secret-at-all\n")
     hosts = tmp_path / "hosts.toml"
-    hosts.write_text(
+    write_private(
+        str(hosts),
         f'[[host]]\nmatch = ["knocked.lab"]\nservice = "ssh"\n'
-        f'period = {PERIOD}\nconnect_timeout = 3\nsecret_file = "{bad_secret}"\n'
+        f'period = {PERIOD}\nconnect_timeout = 3\nsecret_file = "{bad_secret}"\n',
     )
-    os.chmod(hosts, 0o600)
     t = time.monotonic()
     done = record(
         fresh.in_client(
@@ -206,11 +215,8 @@ def test_knockd_stopped_gives_clear_message(fresh, record):
     assert wait_for(lambda: fresh.knockd_pid() is None, 5)
     try:
         hosts = fresh.path("hosts-fast.toml")
-        with open(fresh.hosts_toml) as src:
-            text = src.read().replace("connect_timeout = 6", "connect_timeout = 1.5")
-        fd = os.open(hosts, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.write(fd, text.encode())
-        os.close(fd)
+        text = read(fresh.hosts_toml).replace("connect_timeout = 6", "connect_timeout = 1.5")
+        write_private(hosts, text, exclusive=False)
         done = record(
             fresh.in_client(
                 ["knockssh", "knocked.lab", "22"],
