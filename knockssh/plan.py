@@ -182,23 +182,26 @@ MAX_WINDOW = 3.0
 
 def spacing(rnd: int, path: PathInfo) -> float:
     """Seconds between knocks in round ``rnd``. A jittery path reorders knocks sent
-    close together, and knockd fails a sequence at the first knock out of order:
-    once the path's jitter is known (measured, or remembered), knocks go a little
-    wider apart than it, growing a little each later round in case it was
-    underestimated. A path that only loses packets keeps its knocks fast:
-    spacing would not save them, and a long sequence collides more with another
-    knocker's. Without a measure: fast first (or what last got through), then
-    wider in fixed steps."""
+    close together, and knockd fails a sequence at the first knock out of order.
+    The first round goes fast, or as spaced as what last got through (a path that
+    keeps order needs no spacing, whatever its jitter); later rounds, once the
+    path's jitter is known, a little wider than it, growing a little each round in
+    case it was underestimated. A path that only loses packets keeps its knocks
+    fast: spacing would not save them, and a long sequence collides more with
+    another knocker's (two machines behind a NAT). Without a measure, later
+    rounds widen in fixed steps."""
     if path.fixed is not None:
         return path.fixed
+    wide = None
     if path.jitter is not None:
-        growth = min(MAX_GROWTH, SPACING_GROWTH**rnd) if rnd else 1.0
-        return min(MAX_SPACING, max(FAST_SPACING, JITTER_FACTOR * path.jitter + 0.001) * growth)
+        wide = max(FAST_SPACING, JITTER_FACTOR * path.jitter + 0.001)
     base = path.spacing or FAST_SPACING
+    if rnd == 0:
+        return base if wide is None else min(base, wide)  # a lucky wide one is not kept
+    if wide is not None:
+        return min(MAX_SPACING, wide * min(MAX_GROWTH, SPACING_GROWTH**rnd))
     wider = [step for step in SPACING_STEPS if step > base]
-    if rnd == 0 or not wider:
-        return base
-    return wider[min(rnd, len(wider)) - 1]
+    return wider[min(rnd, len(wider)) - 1] if wider else base
 
 
 def window(rnd: int, path: PathInfo) -> float:
