@@ -13,6 +13,7 @@ import sys
 from _socket import (
     AF_INET,
     AF_INET6,
+    IPPROTO_TCP,
     SCM_RIGHTS,
     SHUT_WR,
     SO_ERROR,
@@ -20,6 +21,7 @@ from _socket import (
     SOCK_DGRAM,
     SOCK_STREAM,
     SOL_SOCKET,
+    TCP_NODELAY,
     gaierror,
 )
 from _socket import getaddrinfo as _getaddrinfo
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AF_INET",
     "AF_INET6",
+    "IPPROTO_TCP",
     "SCM_RIGHTS",
     "SHUT_WR",
     "SOCK_DGRAM",
@@ -42,6 +45,7 @@ __all__ = [
     "SOL_SOCKET",
     "SO_ERROR",
     "SO_KEEPALIVE",
+    "TCP_NODELAY",
     "RawSocket",
     "gaierror",
     "getaddrinfo",
