@@ -114,6 +114,26 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def process_name(pid: int) -> str:
+    """The program a process runs: the name of its executable, else its comm."""
+    try:
+        return os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+    except OSError:
+        pass
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
+def target_of(path: str) -> str:
+    """Where a knockd.conf that is a symlink really is: it is rewritten there, so the
+    link keeps pointing at the current file (replacing the link would leave its old
+    target stale)."""
+    return os.path.realpath(path) if os.path.islink(path) else path
+
+
 class Reloader:
     """How knockd is told to re-read its configuration, and how we see that it did."""
 
@@ -140,6 +160,11 @@ class PidfileReloader(Reloader):
             self.cmdline = []
         if not self.cmdline or not pid_alive(self.pid):
             raise ApplyError(f"{pidfile}: knockd (pid {self.pid}) is not running")
+        name = process_name(self.pid)
+        if name != "knockd":
+            raise ApplyError(
+                f"{pidfile}: pid {self.pid} is {name!r}, not knockd: refusing to signal it"
+            )
 
     def _read_pid(self) -> int:
         try:

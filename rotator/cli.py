@@ -13,6 +13,10 @@ from .knockdconf import ConfError
 from .rotation import Rotation, extra_runs, rotate
 from .scheme import SchemeError, Settings, settings_from_env, validate
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 DEFAULT_CONFIG = "/etc/knockd.conf"
 
 
@@ -86,15 +90,18 @@ def run(args: argparse.Namespace, out: Out) -> int:
     if args.grace < 0 or args.grace >= settings.period:
         raise SchemeError(f"--grace must be from 0 to less than the period ({settings.period}s)")
     now = time.time() if args.at is None else float(args.at)
-    path = args.config
+    path = args.config = apply.target_of(args.config)
     if args.dry_run:
         return _report(rotate(apply.read_text(path), settings, now, args.grace), path, out, True)
     with apply.locked(path):
         old = apply.read_text(path)
         rotation = rotate(old, settings, now, args.grace)
-        _report(rotation, path, out, False)
         if rotation.sections and rotation.text != old:
-            _write_and_reload(args, out, old, rotation.text)
+            # said once written, never before: a failure must not read as a rotation
+            report = lambda: _report(rotation, path, out, False)  # noqa: E731
+            _write_and_reload(args, out, old, rotation.text, report)
+        else:
+            _report(rotation, path, out, False)
     if rotation.sections:
         _schedule(args, out, now, settings)
     return 0
@@ -118,7 +125,9 @@ def _report(rotation: Rotation, path: str, out: Out, dry: bool) -> int:
     return 0
 
 
-def _write_and_reload(args: argparse.Namespace, out: Out, old: str, new: str) -> None:
+def _write_and_reload(
+    args: argparse.Namespace, out: Out, old: str, new: str, written: Callable[[], object]
+) -> None:
     reloader: apply.Reloader | None = None
     if not args.no_reload:  # find knockd before touching anything
         reloader = (
@@ -128,6 +137,7 @@ def _write_and_reload(args: argparse.Namespace, out: Out, old: str, new: str) ->
         )
     apply.atomic_write(args.config, new)
     out.say(f"{args.config}: written")
+    written()
     if reloader is None:
         return
     logfile = _logfile(new)

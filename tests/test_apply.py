@@ -180,3 +180,38 @@ def test_boundary_run_never_carries_the_secret():
     assert cmd[:2] == ["systemd-run", "--on-active=401s"]
     assert cmd[-3:] == ["systemctl", "start", "knockssh-rotator.service"]
     assert not any(SECRET in a or "SECRET" in a for a in cmd)
+
+
+def test_a_pid_that_is_not_knockd_is_refused_and_not_signalled(tmp_path, monkeypatch, capsys):
+    """A real process (sleep) behind the pidfile: a SIGHUP would kill it."""
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        pidfile = tmp_path / "knockd.pid"
+        pidfile.write_text(f"{sleeper.pid}\n")
+        path = tmp_path / "knockd.conf"
+        path.write_text(OLD.replace("LOG", str(tmp_path / "knockd.log")))
+        before = path.read_bytes()
+        monkeypatch.setenv("KNOCKD_ROTATOR_SECRET", SECRET)
+        code = cli.main(["--config", str(path), "--pidfile", str(pidfile), "--at", "1700000000"])
+        out = capsys.readouterr()
+        assert code == 1 and "'sleep', not knockd: refusing to signal it" in out.err
+        assert out.err.count("\n") == 1 and "changed" not in out.out  # nothing reported
+        assert path.read_bytes() == before  # nothing written
+        assert sleeper.poll() is None  # not signalled
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_symlinked_knockd_conf_is_rewritten_at_its_target(tmp_path, monkeypatch, capsys):
+    real = tmp_path / "etc" / "knockd.conf"
+    real.parent.mkdir()
+    real.write_text(OLD.replace("LOG", str(tmp_path / "knockd.log")))
+    link = tmp_path / "knockd.conf"
+    link.symlink_to(real)
+    monkeypatch.setenv("KNOCKD_ROTATOR_SECRET", SECRET)
+    code = cli.main(["--config", str(link), "--no-reload", "--no-schedule", "--at", "1700000000"])
+    assert code == 0
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert "sequence = 1:tcp\n" not in real.read_text() and real.read_text() == link.read_text()
+    assert f"{real}: written" in capsys.readouterr().out
