@@ -191,7 +191,7 @@ class Knocker:
         knocks = (*clear, *attempt.knocks)
         send_knocks(target.family, target.knock_at, knocks, gap, self.watch, timings)
         self.log.step(
-            f"knocked {len(attempt.knocks)} ports {gap * 1000:g} ms apart at "
+            f"knocked {len(attempt.knocks)} ports {gap * 1000:.3g} ms apart at "
             f"{target.knock_at[0]} (after {len(clear)} clearing), {attempt.label}",
             t,
         )

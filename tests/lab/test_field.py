@@ -22,7 +22,7 @@ from lab import (
     wait_for,
     write_private,
 )
-from test_lab import _setns, period_now, sequence_ports, ssh
+from test_lab import _setns, period_now, reaches_sshd, sequence_ports, ssh
 
 from knockssh import failures
 
@@ -148,15 +148,8 @@ def test_a_half_sent_sequence_does_not_cost_the_first_round(fresh, record):
         fresh.in_client(["knock", "-d", "1", SERVER_IP, *first_four], capture_output=True)
     )
     assert done.returncode == 0
-    done = record(
-        fresh.in_client(
-            ["knockssh", "-v", "knocked.lab", "22"],
-            capture_output=True,
-            input=b"SSH-2.0-probe\r\n",
-            timeout=TIMEOUT,
-        )
-    )
-    assert done.stdout.startswith(b"SSH-2.0-OpenSSH"), done.stderr
+    got_in, done = reaches_sshd(fresh, record, ["knockssh", "-v", "knocked.lab", "22"])
+    assert got_in, done.stderr
     assert done.stderr.count(b"knocked 10 ports") == 1  # the first round got in
 
 
@@ -304,10 +297,8 @@ def test_failures_under_control_persist_are_in_the_log(fresh, record):
     ],
 )
 def test_family_flags_in_every_position(fresh, record, argv, source):
-    done = record(
-        fresh.in_client(argv, capture_output=True, input=b"SSH-2.0-probe\r\n", timeout=TIMEOUT)
-    )
-    assert done.stdout.startswith(b"SSH-2.0-OpenSSH"), done.stderr
+    got_in, done = reaches_sshd(fresh, record, argv)
+    assert got_in, done.stderr
     assert fresh.door_open(source)
     other = CLIENT_IP6 if source == CLIENT_IP else CLIENT_IP
     assert not fresh.door_open(other)  # the address being connected to was knocked

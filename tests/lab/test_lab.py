@@ -52,6 +52,17 @@ def sequence_ports(lab, record, at=None, offset=0, secret=None):
     return [int(k.split(":")[0]) for k in out.split()]
 
 
+def reaches_sshd(lab, record, argv, env=None):
+    """Run a ProxyCommand (``knockssh ... HOST 22``) in the client namespace, writing an
+    ssh banner to it; did sshd's banner come back? The run is returned too."""
+    done = record(
+        lab.in_client(
+            argv, capture_output=True, env=env, input=b"SSH-2.0-probe\r\n", timeout=CLIENT_TIMEOUT
+        )
+    )
+    return done.stdout.startswith(b"SSH-2.0-OpenSSH"), done
+
+
 def test_ssh_proxycommand(fresh, record):
     done = ssh(fresh, record, "lab", "echo hello from $(hostname) via $SSH_CONNECTION")
     assert done.returncode == 0, done.stderr
@@ -303,16 +314,10 @@ def test_bad_knockd_conf_is_refused_and_knockd_survives(fresh, record):
 def test_client_past_boundary_falls_back_to_previous(fresh, record):
     # the server is still on this period; the client's clock is 5 s into the next
     t = period_now() + PERIOD + 5
-    done = record(
-        fresh.in_client(
-            ["faketime", f"@{t}", "knockssh", "-v", "knocked.lab", "22"],
-            capture_output=True,
-            input=b"SSH-2.0-probe\r\n",
-            timeout=CLIENT_TIMEOUT,
-        )
-    )
-    assert b"(previous)" in done.stderr and b"connected through the door" in done.stderr
-    assert done.stdout.startswith(b"SSH-2.0-OpenSSH")
+    argv = ["faketime", f"@{t}", "knockssh", "-v", "knocked.lab", "22"]
+    got_in, done = reaches_sshd(fresh, record, argv)
+    assert got_in and b"(previous)" in done.stderr
+    assert b"connected through the door" in done.stderr
 
 
 def test_close_door_cancels_pending_stop_commands(fresh, record):

@@ -22,7 +22,7 @@ from lab import (
     wait_for,
     write_private,
 )
-from test_lab import period_now, sequence_ports
+from test_lab import period_now, reaches_sshd, sequence_ports
 
 pytestmark = pytest.mark.lab
 
@@ -101,15 +101,9 @@ def test_rotation_on_the_impaired_link(impaired):
             )
         )
         assert stale.returncode == 1 and not impaired.door_open()
-        new = keep(
-            impaired.in_client(
-                ["knockssh", "--offset", "1", "knocked.lab", "22"],
-                capture_output=True,  # the default connect_timeout
-                input=b"SSH-2.0-probe\r\n",
-                timeout=TIMEOUT,
-            )
-        )
-        assert new.stdout.startswith(b"SSH-2.0-OpenSSH"), new.stderr
+        argv = ["knockssh", "--offset", "1", "knocked.lab", "22"]  # default connect_timeout
+        got_in, new = reaches_sshd(impaired, keep, argv)
+        assert got_in, new.stderr
     finally:
         keep(impaired.rotate())
 
@@ -127,15 +121,8 @@ def test_reordering_on_the_wire_and_the_door_opening_later(impaired):
     knocks = sequence_ports(impaired, keep)
     sent = [knocks[-1], *knocks]  # the clearing packet, then the sequence
     with Capture(impaired, f"tcp[tcpflags] & tcp-syn != 0 and dst host {SERVER_IP}") as capture:
-        done = keep(
-            impaired.in_client(
-                ["knockssh", "-v", "knocked.lab", "22"],
-                capture_output=True,
-                input=b"SSH-2.0-probe\r\n",
-                timeout=TIMEOUT,
-            )
-        )
-    assert done.stdout.startswith(b"SSH-2.0-OpenSSH"), done.stderr
+        got_in, done = reaches_sshd(impaired, keep, ["knockssh", "-v", "knocked.lab", "22"])
+    assert got_in, done.stderr
     arrived = [port for _, port in capture.packets() if port != 22]
     first_round = arrived[: len(sent)]  # the next round starts half a second later
     assert inversions(first_round, sent) >= 1, (first_round, sent)
