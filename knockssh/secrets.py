@@ -17,19 +17,30 @@ ENV_SECRET = "KNOCKD_ROTATOR_SECRET"
 
 
 def resolve(entry: HostEntry, env: Mapping[str, str]) -> str:
+    """The entry's secret, from the one source it names; an empty or blank secret is
+    refused, naming that source (a scheme error about a missing secret would not)."""
+    source, secret = _read(entry, env)
+    if not secret.strip():
+        raise KnocksshError(f"{entry.label}: {source}: the secret is empty or blank")
+    return secret
+
+
+def _read(entry: HostEntry, env: Mapping[str, str]) -> tuple[str, str]:
     if entry.get("secret") is not None:
-        return str(entry.get("secret"))
+        return "secret", str(entry.get("secret"))
     if entry.get("secret_file") is not None:
-        return _from_file(entry, os.path.expanduser(entry.get("secret_file")))
+        path = os.path.expanduser(entry.get("secret_file"))
+        return f"secret_file {path}", _from_file(entry, path)
     if entry.get("secret_env") is not None:
         name = entry.get("secret_env")
         if not env.get(name):
             raise KnocksshError(f"{entry.label}: secret_env: variable {name} is not set")
-        return env[name]
+        return f"secret_env {name}", env[name]
     if entry.get("secret_command") is not None:
-        return _from_command(entry, entry.get("secret_command"))
+        argv = entry.get("secret_command")
+        return f"secret_command {argv[0]}", _from_command(entry, argv)
     if env.get(ENV_SECRET):
-        return env[ENV_SECRET]
+        return ENV_SECRET, env[ENV_SECRET]
     raise KnocksshError(
         f"{entry.label}: no secret: set secret_file, secret_env, secret_command or secret, "
         f"or export {ENV_SECRET}"

@@ -67,6 +67,9 @@ class Out:
     def error(self, text: str) -> None:
         print(f"knockssh-rotator: error: {text}", file=sys.stderr, flush=True)
 
+    def warn(self, text: str) -> None:
+        print(f"knockssh-rotator: warning: {text}", file=sys.stderr, flush=True)
+
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -86,9 +89,11 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, out: Out) -> int:
     settings = settings_from_env(os.environ)
     for warning in validate(settings):
-        out.error(f"warning: {warning}")
+        out.warn(warning)
     if args.grace < 0 or args.grace >= settings.period:
         raise SchemeError(f"--grace must be from 0 to less than the period ({settings.period}s)")
+    if not args.config:
+        raise apply.ApplyError("--config: the path is empty")
     now = time.time() if args.at is None else float(args.at)
     path = args.config = apply.target_of(args.config)
     if args.dry_run:

@@ -215,3 +215,19 @@ def test_a_symlinked_knockd_conf_is_rewritten_at_its_target(tmp_path, monkeypatc
     assert link.is_symlink() and os.readlink(link) == str(real)
     assert "sequence = 1:tcp\n" not in real.read_text() and real.read_text() == link.read_text()
     assert f"{real}: written" in capsys.readouterr().out
+
+
+def test_warnings_and_an_empty_config_path_are_said_plainly(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KNOCKD_ROTATOR_SECRET", SECRET)
+    assert cli.main(["--config", "", "--no-reload"]) == 1
+    err = capsys.readouterr().err
+    assert err == "knockssh-rotator: error: --config: the path is empty\n"
+    path = tmp_path / "knockd.conf"
+    path.write_text(OLD.replace("LOG", str(tmp_path / "log")))
+    monkeypatch.setenv("KNOCKD_ROTATOR_PORTS", "2000-2002")  # few ports: a warning, not an error
+    monkeypatch.setenv("KNOCKD_ROTATOR_LENGTH", "32")
+    assert cli.main(["--config", str(path), "--dry-run", "--at", "1700000000"]) == 0
+    err = capsys.readouterr().err
+    assert (
+        err == "knockssh-rotator: warning: only 3 ports to choose from: this weakens the sequence\n"
+    )

@@ -130,6 +130,39 @@ def test_secret_sources(tmp_path):
         resolve(m.lookup("f"), env)
 
 
+@pytest.mark.parametrize(
+    "source, content, named",
+    [
+        ("file", "", "secret_file {file}: the secret is empty"),
+        ("file", "  \t \n", "secret_file {file}: the secret is empty or blank"),
+        ("command", "", "secret_command true: the secret is empty"),
+        ("command", "echo '   '", "secret_command sh: the secret is empty or blank"),
+        ("inline", "   ", "secret: the secret is empty or blank"),
+        ("rotator env", "   ", "KNOCKD_ROTATOR_SECRET: the secret is empty or blank"),
+    ],
+)
+def test_an_empty_or_blank_secret_is_refused_naming_its_source(tmp_path, source, content, named):
+    secret_file = tmp_path / "s.secret"
+    write_private(str(secret_file), content)
+    line = {
+        "file": f'secret_file = "{secret_file}"',
+        "command": (
+            'secret_command = ["true"]'
+            if not content
+            else f'secret_command = ["sh", "-c", "{content}"]'
+        ),
+        "inline": f'secret = "{content}"',
+        "rotator env": "",
+    }[source]
+    m = load(tmp_path, f'[[host]]\nmatch = ["h"]\nservice = "s"\n{line}\n'.encode())
+    with pytest.raises(KnocksshError) as info:
+        resolve(
+            m.lookup("h"), {"KNOCKD_ROTATOR_SECRET": content} if source == "rotator env" else {}
+        )
+    assert named.format(file=secret_file) in str(info.value)
+    assert "host entry 1 (h)" in str(info.value)
+
+
 def test_attempt_order_and_forced_offset(tmp_path):
     m = load(tmp_path, GOOD)
     entry = m.lookup("bastion.example.org")
