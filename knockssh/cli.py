@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         if args and args[0] in ("-h", "--help", "help"):
             os.write(1, USAGE.encode())
             return 0
+        for i, arg in enumerate(args, 1):
+            if not _is_utf8(arg):
+                raise UsageError(f"argument {i} ({arg!a}) is not valid UTF-8 text")
         command, rest = _command(args)
         if "-h" in rest or "--help" in rest:
             os.write(1, USAGE.encode())
@@ -112,6 +115,14 @@ def _positional_indexes(args: list[str]) -> list[int]:
             found.append(i)
         i += 1
     return found
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _level(opts: dict[str, object]) -> int:

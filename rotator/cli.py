@@ -72,6 +72,12 @@ class Out:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for i, arg in enumerate(sys.argv[1:] if argv is None else argv, 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            Out(False, False).error(f"argument {i} ({arg!a}) is not valid UTF-8 text")
+            return 2
     args = build_parser().parse_args(argv)
     out = Out(args.verbose, args.quiet)
     try:

@@ -238,11 +238,22 @@ def validate(settings: Settings) -> list[str]:
     return []
 
 
+def utf8(text: str, what: str) -> str:
+    """``text`` if it is UTF-8 (the scheme hashes UTF-8 bytes); else SchemeError naming
+    ``what`` (Python hands undecodable bytes of argv and the environment on as
+    surrogates, which only fail later, deep in the hashing)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SchemeError(f"{what} is not valid UTF-8 text") from None
+    return text
+
+
 def settings_from_env(env: Mapping[str, str], **overrides: object) -> Settings:
     """Build Settings from KNOCKD_ROTATOR_* values in ``env``; ``overrides`` win when not None."""
 
     def raw(name: str) -> str:
-        return env.get(ENV_PREFIX + name, DEFAULTS.get(name, ""))
+        return utf8(env.get(ENV_PREFIX + name, DEFAULTS.get(name, "")), ENV_PREFIX + name)
 
     def integer(name: str) -> int:
         text = raw(name).strip()
@@ -251,7 +262,7 @@ def settings_from_env(env: Mapping[str, str], **overrides: object) -> Settings:
         except ValueError:
             raise SchemeError(f"{ENV_PREFIX}{name}={text!r} is not a whole number") from None
 
-    values: dict[str, object] = {"secret": env.get(ENV_PREFIX + "SECRET", "")}
+    values: dict[str, object] = {"secret": raw("SECRET")}
     for field, name in (
         ("length", "LENGTH"),
         ("period", "PERIOD_MODULO"),

@@ -110,3 +110,63 @@ def test_fast_exit_keeps_exit_handlers_buffers_and_status(args, code):
     assert b"buffered text" in done.stdout
     assert done.stderr.startswith(b"knockssh: unknown" if code else b"handler ran")
     assert done.stderr.endswith(b"handler ran")
+
+
+def _bytes_argv(*words):
+    """An argv with raw bytes, as a shell passes them (Python sees surrogates)."""
+    return [w if isinstance(w, bytes) else w.encode() for w in words]
+
+
+@pytest.mark.parametrize(
+    "argv, env, named",
+    [
+        ([b"generate", b"ss\xffh"], {}, b"argument 2 ('ss\\udcffh') is not valid UTF-8 text"),
+        ([b"check", b"bad\xffhost"], {}, b"argument 2 ('bad\\udcffhost') is not valid UTF-8"),
+        ([b"\xff.example", b"22"], {}, b"argument 1 ('\\udcff.example') is not valid UTF-8"),
+        (
+            [b"generate", b"ssh"],
+            {b"KNOCKD_ROTATOR_SECRET": b"abcdefghijkl\xff"},
+            b"KNOCKD_ROTATOR_SECRET is not valid UTF-8 text",
+        ),
+        (
+            [b"generate", b"ssh"],
+            {b"KNOCKD_ROTATOR_PORTS": b"2000-3000\xff"},
+            b"KNOCKD_ROTATOR_PORTS is not valid UTF-8 text",
+        ),
+    ],
+)
+def test_text_that_is_not_utf8_is_named_not_a_traceback(argv, env, named):
+    base = {k.encode(): v.encode() for k, v in env_with().items()}
+    done = subprocess.run(
+        [sys.executable.encode(), b"-m", b"knockssh", *argv],
+        capture_output=True,
+        env={**base, **env},
+        cwd=ROOT,
+        timeout=30,
+    )
+    assert done.returncode in (1, 2) and done.stdout == b""
+    assert named in done.stderr and b"Traceback" not in done.stderr
+    assert SECRET.encode() not in done.stderr
+
+
+ROTATOR = b"import sys; from rotator.cli import main; sys.exit(main())"
+
+
+def test_the_rotator_names_text_that_is_not_utf8():
+    base = {k.encode(): v.encode() for k, v in env_with().items()}
+    done = subprocess.run(
+        [sys.executable.encode(), b"-c", ROTATOR, b"--config", b"/nonexistent/\xff"],
+        capture_output=True,
+        env=base,
+        cwd=ROOT,
+        timeout=30,
+    )
+    assert done.returncode == 2 and b"Traceback" not in done.stderr
+    assert done.stderr == (
+        b"knockssh-rotator: error: argument 2 ('/nonexistent/\\udcff') is not valid UTF-8 text\n"
+    )
+
+
+def test_subcommand_help():
+    done = run_cli("knockssh", "check", "-h", env=env_with())
+    assert done.returncode == 0 and done.stdout.startswith(b"usage: knockssh")
