@@ -89,7 +89,7 @@ def _command(args: list[str]) -> tuple[str, list[str]]:
     """ProxyCommand form first: two positionals whose second is a port, whatever the host."""
     positions = _positional_indexes(args)
     words = [args[i] for i in positions]
-    if len(words) == 2 and words[1].isdigit():
+    if len(words) == 2 and words[1].isascii() and words[1].isdigit():
         return "proxy", args
     if not words:
         raise UsageError("missing HOST PORT or a command")
@@ -138,7 +138,7 @@ def _family(opts: dict[str, object]) -> int:
 
 
 def _offset(opts: dict[str, object]) -> int | None:
-    return None if opts.get("offset") is None else integer(opts["offset"], "--offset")
+    return None if opts.get("offset") is None else integer(opts["offset"], "--offset", -1000, 1000)
 
 
 def _proxy(args: list[str], log: Log) -> int:
@@ -148,9 +148,7 @@ def _proxy(args: list[str], log: Log) -> int:
         {"--config": "config", "--offset": "offset"},
     )
     log.level = _level(opts)
-    port = int(port_text)
-    if not 1 <= port <= 65535:
-        raise UsageError(f"port {port} is outside 1-65535")
+    port = integer(port_text, "port", 1, 65535)
     if host.startswith("-") or not host:
         raise UsageError(f"refusing host name {host!r}")
     from .client import open_connection
@@ -210,7 +208,7 @@ def _generate(args: list[str], log: Log) -> int:
 def _instant(opts: dict[str, object]) -> float:
     import time
 
-    return time.time() if opts.get("at") is None else integer(opts["at"], "--at")
+    return time.time() if opts.get("at") is None else integer(opts["at"], "--at", 0, 10**11)
 
 
 def _knock(args: list[str], log: Log) -> int:
@@ -298,8 +296,14 @@ def parse(
     return found, positionals
 
 
-def integer(value: object, what: str) -> int:
-    try:
-        return int(str(value), 10)
-    except ValueError:
-        raise UsageError(f"{what} must be a whole number, not {value!r}") from None
+def integer(value: object, what: str, low: int, high: int) -> int:
+    """A whole number from ``low`` to ``high``, its digits checked before any arithmetic."""
+    text = str(value)
+    shown = text if len(text) <= 24 else text[:20] + "..."
+    digits = text[1:] if text.startswith("-") else text
+    if len(text) > 12 or not (digits.isascii() and digits.isdigit()):
+        raise UsageError(f"{what} must be a whole number from {low} to {high}, not {shown!r}")
+    number = int(text, 10)
+    if not low <= number <= high:
+        raise UsageError(f"{what} must be from {low} to {high}, not {number}")
+    return number

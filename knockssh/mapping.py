@@ -17,11 +17,11 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any
 
-TUNABLES = {  # key -> (types, check, description)
-    "period": (int, lambda v: v > 0, "a positive whole number of seconds"),
-    "length": (int, lambda v: v > 0, "a positive whole number"),
+TUNABLES = {  # key -> (types, check, description); the scheme's own limits (scheme.LIMITS)
+    "period": (int, lambda v: 1 <= v <= 10**9, "a whole number of seconds from 1 to 10**9"),
+    "length": (int, lambda v: 5 <= v <= 32, "a whole number from 5 to 32"),
     "ports": (str, lambda v: True, 'a port list such as "2000-65536"'),
-    "proto_modulo": (int, lambda v: v >= 0, "a whole number, 0 or more"),
+    "proto_modulo": (int, lambda v: 0 <= v <= 65536, "a whole number from 0 to 65536"),
     "connect_timeout": (
         (int, float),
         lambda v: 0 < v <= 3600,

@@ -20,6 +20,13 @@ if TYPE_CHECKING:
 DEFAULT_CONFIG = "/etc/knockd.conf"
 
 
+def unix_seconds(text: str) -> int:
+    """An instant for --at: a whole number of seconds, checked before any arithmetic."""
+    if len(text) > 12 or not text.isdigit():
+        raise argparse.ArgumentTypeError("a whole number of UNIX seconds, at most 12 digits")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="knockssh-rotator",
@@ -32,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-reload", action="store_true", help="write the file but do not reload")
     p.add_argument("--pidfile", help="SIGHUP the knockd whose pid is here (else systemctl reload)")
     p.add_argument("--unit", default="knockd.service", help="knockd's systemd unit")
-    p.add_argument("--at", type=int, help="act as if now were UNIX_SECONDS (tests)")
+    p.add_argument("--at", type=unix_seconds, help="act as if now were UNIX_SECONDS (tests)")
     p.add_argument(
         "--grace",
         type=int,

@@ -257,10 +257,13 @@ def settings_from_env(env: Mapping[str, str], **overrides: object) -> Settings:
 
     def integer(name: str) -> int:
         text = raw(name).strip()
-        try:
-            return int(text, 10)
-        except ValueError:
-            raise SchemeError(f"{ENV_PREFIX}{name}={text!r} is not a whole number") from None
+        digits = text[1:] if text.startswith("-") else text
+        if len(text) > 12 or not (digits.isascii() and digits.isdigit()):  # before any arithmetic
+            shown = text if len(text) <= 24 else text[:20] + "..."
+            raise SchemeError(
+                f"{ENV_PREFIX}{name}={shown!r} is not a whole number (at most 12 digits)"
+            )
+        return int(text, 10)
 
     values: dict[str, object] = {"secret": raw("SECRET")}
     for field, name in (

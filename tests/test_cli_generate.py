@@ -170,3 +170,53 @@ def test_the_rotator_names_text_that_is_not_utf8():
 def test_subcommand_help():
     done = run_cli("knockssh", "check", "-h", env=env_with())
     assert done.returncode == 0 and done.stdout.startswith(b"usage: knockssh")
+
+
+HUGE = "1" + "0" * 400
+
+
+@pytest.mark.parametrize(
+    "argv, env, named",
+    [
+        (
+            ["generate", "ssh"],
+            {"KNOCKD_ROTATOR_PERIOD_MODULO": HUGE},
+            "KNOCKD_ROTATOR_PERIOD_MODULO",
+        ),
+        (["generate", "ssh"], {"KNOCKD_ROTATOR_LENGTH": "1" * 5000}, "KNOCKD_ROTATOR_LENGTH"),
+        (["generate", "ssh", "--at", HUGE], {}, "--at must be a whole number"),
+        (["generate", "ssh", "--offset", HUGE], {}, "--offset must be a whole number"),
+        (["generate", "ssh", "--offset", "5000"], {}, "--offset must be from -1000 to 1000"),
+        (["127.0.0.1", "5" * 5000], {}, "port must be a whole number"),
+        (["127.0.0.1", "70000"], {}, "port must be from 1 to 65535"),
+    ],
+)
+def test_numbers_out_of_range_are_named_not_a_traceback(argv, env, named):
+    done = run_cli("knockssh", *argv, env=env_with(**env))
+    assert done.returncode in (1, 2) and done.stdout == b""
+    assert named.encode() in done.stderr and b"Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("period", HUGE), ("length", "4"), ("length", "33"), ("proto_modulo", "70000"),
+     ("connect_timeout", "inf")],
+)  # fmt: skip
+def test_mapping_numbers_use_the_schemes_limits(tmp_path, key, value):
+    hosts = tmp_path / "hosts.toml"
+    hosts.write_text(f'[[host]]\nmatch = ["h"]\nservice = "s"\n{key} = {value}\n')
+    done = run_cli("knockssh", "check", "h", env=env_with(KNOCKSSH_CONFIG=str(hosts)))
+    assert done.returncode == 1 and b"Traceback" not in done.stderr
+    assert f"host entry 1 (h): key '{key}' must be".encode() in done.stderr
+
+
+def test_the_rotators_at_is_checked_before_arithmetic():
+    done = subprocess.run(
+        [sys.executable, "-c", ROTATOR.decode(), "--config", "/nonexistent", "--at", HUGE],
+        capture_output=True,
+        env=env_with(),
+        cwd=ROOT,
+        timeout=30,
+    )
+    assert done.returncode == 2 and b"Traceback" not in done.stderr
+    assert b"at most 12 digits" in done.stderr
