@@ -63,19 +63,47 @@ def _from_file(entry: HostEntry, path: str) -> str:
     return _strip_newline(_strip_newline(text).rstrip("\r"))
 
 
-def _from_command(entry: HostEntry, argv: list[str]) -> str:
-    import subprocess
+COMMAND_TIMEOUT = 60.0  # seconds at most; never longer than the entry's connect_timeout
 
+
+def _from_command(entry: HostEntry, argv: list[str]) -> str:
+    """The first line ``argv`` prints. It runs in a process group of its own, so that
+    at the time limit the whole group goes: a child it left behind would otherwise
+    keep our stderr open (``... 2>&1 | cat`` would hang) and run on."""
+    import signal
+    import subprocess
+    import sys
+
+    limit = min(COMMAND_TIMEOUT, float(entry.get("connect_timeout", 10.0)))
+    group: dict[str, object] = (
+        {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
+    )
+    where = f"{entry.label}: secret_command {argv[0]}"
     try:
-        done = subprocess.run(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, timeout=60, check=False
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            **group,  # type: ignore[call-overload]
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        reason = getattr(exc, "strerror", None) or "timed out"
-        raise KnocksshError(f"{entry.label}: secret_command {argv[0]}: {reason}") from None
-    if done.returncode != 0:
-        raise KnocksshError(
-            f"{entry.label}: secret_command {argv[0]} exited with status {done.returncode}"
-        )
-    text = done.stdout.decode("utf-8", "replace")
+    except OSError as exc:
+        raise KnocksshError(f"{where}: {exc.strerror}") from None
+    try:
+        out, _ = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        out = None
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever it left running
+        except OSError:
+            pass
+        proc.wait()
+    if out is None:
+        raise KnocksshError(f"{where}: no answer within {limit:g}s (the command was stopped)")
+    if proc.returncode != 0:
+        raise KnocksshError(f"{where} exited with status {proc.returncode}")
+    try:
+        text = out.decode("utf-8")
+    except UnicodeDecodeError:
+        raise KnocksshError(f"{where}: printed text that is not UTF-8") from None
     return text.splitlines()[0] if text else ""

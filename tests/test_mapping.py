@@ -189,3 +189,33 @@ def test_missing_default_file_maps_nothing(tmp_path):
     assert mapping.load(None, {"XDG_CONFIG_HOME": str(tmp_path)}).entries == ()
     with pytest.raises(KnocksshError, match="not found"):
         mapping.load(str(tmp_path / "nope.toml"), {})
+
+
+def _running(marker):
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
+def test_a_hanging_secret_command_is_stopped_with_what_it_left_behind(tmp_path):
+    """Its shell exits, its child keeps stdout open: stopped, as a group, at the
+    entry's connect_timeout (1 s here), not at 60 s."""
+    import time
+
+    marker = "31.4159"
+    data = (
+        '[[host]]\nmatch = ["h"]\nservice = "s"\nconnect_timeout = 1\n'
+        f'secret_command = ["sh", "-c", "sleep {marker} & echo started"]\n'
+    ).encode()
+    m = load(tmp_path, data)
+    t = time.monotonic()
+    with pytest.raises(KnocksshError, match=r"secret_command sh: no answer within 1s"):
+        resolve(m.lookup("h"), {})
+    assert time.monotonic() - t < 10
+    assert _running(marker) == []
