@@ -1,4 +1,10 @@
-"""``knockssh check``: what the mapping file says, host by host; never the secret."""
+"""``knockssh check``: what the mapping file says, host by host; never the secret.
+
+The sequence settings are validated with a stand-in secret, and each secret source is
+described rather than read: a ``secret_command`` (pass, gpg) is not run, since a
+command that prompts would prompt for every host; a file's mode and length are
+checked; an environment variable's presence is.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,36 @@ import os
 
 from . import mapping
 from .errors import KnocksshError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+
+STAND_IN = "stand-in secret, never used for a knock"
+
+
+def describe_secret(entry: mapping.HostEntry, env: Mapping[str, str]) -> tuple[str, bool]:
+    """Where the entry's secret comes from, and whether that looks usable; the secret
+    itself is never shown, and a secret_command is never run."""
+    from .secrets import ENV_SECRET, resolve
+
+    command = entry.get("secret_command")
+    if command is not None:
+        return f"from secret_command {command[0]} (not run by check)", True
+    from rotator.scheme import MIN_SECRET_CHARS
+
+    try:
+        secret = resolve(entry, env)  # a file, a variable or the inline value: nothing runs
+    except KnocksshError as exc:
+        return str(exc).split(": ", 1)[-1] if ": " in str(exc) else str(exc), False
+    if len(secret) < MIN_SECRET_CHARS:
+        return f"shorter than the scheme's {MIN_SECRET_CHARS} characters", False
+    for key in ("secret_file", "secret_env", "secret"):
+        if entry.get(key) is not None:
+            where = "inline in the mapping file" if key == "secret" else f"{key} {entry.get(key)}"
+            return f"from {where}", True
+    return f"from ${ENV_SECRET}", True
 
 
 def report(config: str | None, host: str | None, at: float) -> tuple[str, bool]:
@@ -34,11 +70,14 @@ def report(config: str | None, host: str | None, at: float) -> tuple[str, bool]:
             lines.append(f"  static sequence of {len(knocks)} knocks, no rotation")
             continue
         try:
-            settings = settings_for(entry, os.environ)
+            settings = settings_for(entry, os.environ, secret=STAND_IN)
         except KnocksshError as exc:
             ok = False
             lines.append(f"  error: {exc}")
             continue
+        source, fine = describe_secret(entry, os.environ)
+        ok = ok and fine
+        lines.append(f"  {'' if fine else 'error: '}secret: {source}")
         nxt = scheme.next_boundary(at, settings.period)
         lines.append(
             f"  service {scheme.rotator_name(str(entry.service))}: {settings.length} knocks from "

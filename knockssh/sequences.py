@@ -17,12 +17,17 @@ if TYPE_CHECKING:
     from .mapping import HostEntry
 
 
-def settings_for(entry: HostEntry, env: Mapping[str, str]) -> scheme.Settings:
+def settings_for(
+    entry: HostEntry, env: Mapping[str, str], secret: str | None = None
+) -> scheme.Settings:
+    """The entry's settings, validated with the scheme's own rules; ``secret`` stands
+    in for the real one (read only when None), for a check that must not run
+    ``secret_command``."""
     try:
         ports = scheme.parse_port_spec(entry.get("ports")) if entry.get("ports") else None
         settings = scheme.settings_from_env(
             env,
-            secret=resolve(entry, env),
+            secret=resolve(entry, env) if secret is None else secret,
             length=entry.get("length"),
             ports=ports,
             period=entry.get("period"),

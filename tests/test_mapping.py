@@ -219,3 +219,32 @@ def test_a_hanging_secret_command_is_stopped_with_what_it_left_behind(tmp_path):
         resolve(m.lookup("h"), {})
     assert time.monotonic() - t < 10
     assert _running(marker) == []
+
+
+def test_check_describes_secrets_without_running_secret_command(tmp_path):
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    ran = tmp_path / "ran"
+    short = tmp_path / "short.secret"
+    write_private(str(short), "abc\n")
+    hosts = tmp_path / "hosts.toml"
+    write_private(
+        str(hosts),
+        '[[host]]\nmatch = ["c"]\nservice = "s"\n'
+        f'secret_command = ["sh", "-c", "touch {ran}; echo abcdefghijkl"]\n'
+        f'[[host]]\nmatch = ["f"]\nservice = "s"\nsecret_file = "{short}"\n'
+        '[[host]]\nmatch = ["e"]\nservice = "s"\nsecret_env = "UNSET_HERE"\n',
+    )
+    env = {**os.environ, "KNOCKSSH_CONFIG": str(hosts)}
+    done = subprocess.run(
+        [sys.executable, "-m", "knockssh", "check"], capture_output=True, env=env, cwd=ROOT
+    )
+    out = done.stdout.decode()
+    assert not ran.exists()  # the command was not run
+    assert "secret: from secret_command sh (not run by check)" in out
+    assert "error: secret: shorter than the scheme's 10 characters" in out
+    assert "error: secret: " in out and "UNSET_HERE is not set" in out
+    assert "entropy" in out and done.returncode == 1
