@@ -35,9 +35,15 @@ def locked(path: str) -> Iterator[None]:
     """Hold an exclusive flock on the file's directory (its inode survives renames,
     and a lock dies with its holder, so it is never stale); clear writers' leftovers."""
     directory = os.path.dirname(os.path.abspath(path))
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise ApplyError(f"{path}: cannot open its directory {directory}: {exc.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            raise ApplyError(f"{path}: cannot lock {directory}: {exc.strerror}") from None
         base = os.path.basename(path)
         for name in os.listdir(directory):
             if name.startswith(TEMP_PREFIX + base + "."):
@@ -51,6 +57,13 @@ def locked(path: str) -> Iterator[None]:
 def atomic_write(path: str, text: str, before_rename: Callable[[], None] | None = None) -> None:
     """Replace ``path`` with ``text``: temp file in the same directory, same owner and
     mode, fsync, rename, fsync of the directory. A crash leaves the old file whole."""
+    try:
+        _atomic_write(path, text, before_rename)
+    except OSError as exc:  # a read-only or full file system, a directory not ours, ...
+        raise ApplyError(f"{path}: cannot write: {exc.strerror}; left as it was") from None
+
+
+def _atomic_write(path: str, text: str, before_rename: Callable[[], None] | None) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     st = os.stat(path)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f"{TEMP_PREFIX}{os.path.basename(path)}.")
@@ -203,9 +216,16 @@ class SystemdReloader(Reloader):
             raise ApplyError(f"{unit} is not running")
 
     def _systemctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["systemctl", *args], capture_output=True, text=True, check=False, timeout=60
-        )
+        try:
+            return subprocess.run(
+                ["systemctl", *args], capture_output=True, text=True, check=False, timeout=60
+            )
+        except FileNotFoundError:
+            raise ApplyError(
+                "systemctl not found: reload knockd with --pidfile PATH, or use --no-reload"
+            ) from None
+        except subprocess.TimeoutExpired:
+            raise ApplyError(f"systemctl {' '.join(args)}: no answer within 60 s") from None
 
     def _main_pid(self) -> int:
         out = self._systemctl("show", "--property=MainPID", "--value", self.unit).stdout

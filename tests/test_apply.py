@@ -231,3 +231,61 @@ def test_warnings_and_an_empty_config_path_are_said_plainly(tmp_path, monkeypatc
     assert (
         err == "knockssh-rotator: warning: only 3 ports to choose from: this weakens the sequence\n"
     )
+
+
+def rotator_cmd(*args, env=None):
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from rotator.cli import main; sys.exit(main())", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KNOCKD_ROTATOR_SECRET": SECRET, **(env or {})},
+        cwd=ROOT,
+        timeout=60,
+    )
+
+
+def test_a_missing_directory_is_one_line(tmp_path):
+    done = rotator_cmd("--config", str(tmp_path / "nope" / "knockd.conf"), "--no-reload")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1 and "cannot open its directory" in done.stderr
+
+
+def test_no_systemctl_changes_nothing(tmp_path):
+    path = tmp_path / "knockd.conf"
+    path.write_text(OLD.replace("LOG", str(tmp_path / "log")))
+    before = path.read_bytes()
+    done = rotator_cmd("--config", str(path), env={"PATH": str(tmp_path)})  # no systemctl there
+    assert done.returncode == 1 and done.stdout == "" and "Traceback" not in done.stderr
+    assert done.stderr == (
+        "knockssh-rotator: error: systemctl not found: reload knockd with --pidfile PATH, "
+        "or use --no-reload\n"
+    )
+    assert path.read_bytes() == before
+
+
+def test_a_read_only_file_system_is_one_line_and_changes_nothing(tmp_path):
+    """A private mount namespace with a tmpfs remounted read-only: even root cannot write."""
+    if os.geteuid() != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail("a read-only mount needs root (unshare -m), and CI=true runs as root")
+        pytest.skip("a read-only mount needs root (unshare -m)")
+    script = f"""
+set -e
+mount -t tmpfs tmpfs {tmp_path}
+printf '[ssh_ROTATOR]\\n  sequence = 1:tcp\\n' > {tmp_path}/knockd.conf
+mount -o remount,ro {tmp_path}
+{sys.executable} -c 'import sys; from rotator.cli import main; sys.exit(main())' \\
+    --config {tmp_path}/knockd.conf --no-reload --no-schedule || echo "rc=$?"
+cat {tmp_path}/knockd.conf
+"""
+    done = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KNOCKD_ROTATOR_SECRET": SECRET, "PYTHONPATH": ROOT},
+        timeout=60,
+    )
+    assert "rc=1" in done.stdout and "sequence = 1:tcp" in done.stdout  # unchanged
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+    assert "cannot write: Read-only file system; left as it was" in done.stderr
+    assert "changed" not in done.stdout
