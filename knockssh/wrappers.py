@@ -42,25 +42,36 @@ def proxy_option(exe: str | None = None) -> str:
     return "ProxyCommand=" + proxy_command(exe)
 
 
+# ssh's and scp's option letters that take a value (-vo X, -vJ X and -oX bundle too)
+VALUE_FLAGS = frozenset("BbcDEeFIiJLlmOoPpQRSWwX")
+
+
 def user_sets_proxy(args: Sequence[str]) -> bool:
-    """True when the arguments already choose a ProxyCommand or ProxyJump (-J, -o ...)."""
+    """True when the arguments already choose a ProxyCommand or ProxyJump: ``-J``,
+    ``-o Key=value``, ``-oKey value``, bundled after other flags (``-vJ host``,
+    ``-vo ProxyCommand=…``)."""
     it = iter(args)
     for arg in it:
-        if arg == "--":
-            return False
-        if arg == "-J" or (arg.startswith("-J") and len(arg) > 2):
-            return True
-        if arg == "-o":
-            arg = "-o" + next(it, "")
-        if arg.startswith("-o"):
-            key = (
-                arg[2:].strip().split("=", 1)[0].split(None, 1)[0].lower()
-                if arg[2:].strip()
-                else ""
-            )
-            if key in PROXY_KEYS:
+        if arg == "--" or not arg.startswith("-") or arg == "-":
+            if arg == "--":
+                return False
+            continue
+        for i, flag in enumerate(arg[1:], 1):
+            if flag not in VALUE_FLAGS:
+                continue
+            value = arg[i + 1 :] or next(it, "")
+            if flag == "J":
                 return True
+            if flag == "o" and _option_key(value) in PROXY_KEYS:
+                return True
+            break  # the rest of the word was the value
     return False
+
+
+def _option_key(value: str) -> str:
+    """The key of an ssh ``-o`` value: ``Key=value``, ``Key value`` or ``Key = value``."""
+    words = value.strip().replace("=", " ", 1).split(None, 1)
+    return words[0].lower() if words else ""
 
 
 def config_sets_proxy(ssh_args: Sequence[str]) -> bool:

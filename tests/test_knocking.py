@@ -308,3 +308,14 @@ def test_knocks_time_the_path_and_are_closed_in_time():
     assert timings.open == {}  # every knock closed
     assert timings.sent == 5 and len(timings.rtts) == 5
     assert 0 < timings.rtt() < 0.5 and 0 <= timings.jitter() < 0.5
+
+
+def test_a_host_name_with_a_newline_cannot_forge_a_second_line(tmp_path):
+    empty = tmp_path / "hosts.toml"
+    empty.write_text("")
+    p = knockssh(
+        "forged\nknockssh: connected", "22", env={**os.environ, "KNOCKSSH_CONFIG": str(empty)}
+    )
+    _, err = p.communicate(timeout=30)
+    assert p.returncode != 0 and err.count(b"\n") <= 2  # the error, and "try --help" at most
+    assert b"forged\\nknockssh: connected" in err and b"\nknockssh: connected" not in err

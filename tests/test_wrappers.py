@@ -52,12 +52,34 @@ def test_ssh_args_pass_through_untouched(monkeypatch):
         ["-o", "proxyjump bastion", "h"],
         ["-J", "bastion", "h"],
         ["-Jbastion", "h"],
+        ["-vJ", "bastion", "h"],
+        ["-vJbastion", "h"],
+        ["-vo", "ProxyCommand=nc %h %p", "h"],
+        ["-4vo", "ProxyJump bastion", "h"],
+        ["-voProxyCommand=nc %h %p", "h"],
+        ["-o", "ProxyCommand = nc %h %p", "h"],
+        ["-C", "-o", "proxycommand=nc %h %p", "h"],
     ],
 )
 def test_users_proxy_wins(args, monkeypatch):
     monkeypatch.setattr(wrappers, "config_sets_proxy", lambda a: False)
     assert wrappers.ssh_argv(args, "/k") == ["ssh", *args]
     assert wrappers.scp_argv(args, "/k") == ["scp", *args]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-v", "h"],
+        ["-vF", "ProxyJump.conf", "h"],  # a value of another flag, not a ProxyJump
+        ["-o", "User=proxyjump", "h"],
+        ["-i", "-J", "h"],  # -i takes "-J" as its value
+        ["--", "-J", "h"],
+    ],
+)
+def test_words_that_only_look_like_a_proxy(args, monkeypatch):
+    monkeypatch.setattr(wrappers, "config_sets_proxy", lambda a: False)
+    assert wrappers.scp_argv(args, "/k")[1:3] == ["-o", wrappers.proxy_option("/k")]
 
 
 def test_config_proxy_wins(tmp_path):
