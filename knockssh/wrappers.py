@@ -29,17 +29,21 @@ def knockssh_path() -> str:
     return f"{sys.executable} -m knockssh"  # pragma: no cover - uninstalled checkout
 
 
-def proxy_command(exe: str | None = None) -> str:
+def proxy_command(exe: str | None = None, host: str | None = None, port: str | None = None) -> str:
+    """The ProxyCommand: knockssh, then the host and port. Given ``host`` (the final
+    HostName, from ``ssh -G``) it is inserted as a shell-quoted literal: ssh checks
+    host names typed on its command line but not HostName from ssh_config, so a
+    HostName holding a quote would end ``'%h'``'s quoting and run in the shell."""
     exe = exe if exe is not None else knockssh_path()
-    if exe.endswith(" -m knockssh"):
-        literal = " ".join(shlex.quote(p) for p in exe.rsplit(" ", 2))
-    else:
-        literal = shlex.quote(exe)
-    return literal.replace("%", "%%") + " '%h' '%p'"
+    words = exe.rsplit(" ", 2) if exe.endswith(" -m knockssh") else [exe]
+    if host is not None and port is not None:
+        words += ["--", host, port]
+        return " ".join(shlex.quote(w) for w in words).replace("%", "%%")
+    return " ".join(shlex.quote(w) for w in words).replace("%", "%%") + " '%h' '%p'"
 
 
-def proxy_option(exe: str | None = None) -> str:
-    return "ProxyCommand=" + proxy_command(exe)
+def proxy_option(exe: str | None = None, host: str | None = None, port: str | None = None) -> str:
+    return "ProxyCommand=" + proxy_command(exe, host, port)
 
 
 # ssh's and scp's option letters that take a value (-vo X, -vJ X and -oX bundle too)
@@ -74,8 +78,9 @@ def _option_key(value: str) -> str:
     return words[0].lower() if words else ""
 
 
-def config_sets_proxy(ssh_args: Sequence[str]) -> bool:
-    """Ask ``ssh -G`` whether ssh_config already gives the destination a proxy."""
+def ssh_config_of(ssh_args: Sequence[str]) -> dict[str, str]:
+    """What ``ssh -G`` says ssh will use for these arguments (first value of each key);
+    empty if it cannot tell."""
     try:
         done = subprocess.run(
             ["ssh", "-G", *ssh_args],
@@ -86,19 +91,31 @@ def config_sets_proxy(ssh_args: Sequence[str]) -> bool:
             check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
-        return False
+        return {}
     if done.returncode != 0:
-        return False
-    for line in done.stdout.decode(errors="replace").splitlines():
+        return {}
+    found: dict[str, str] = {}
+    for line in done.stdout.decode(errors="surrogateescape").splitlines():
         key, _, value = line.partition(" ")
-        if key in PROXY_KEYS and value.strip() and value.strip().lower() != "none":
-            return True
-    return False
+        found.setdefault(key, value.strip())
+    return found
+
+
+def config_sets_proxy(ssh_args: Sequence[str], config: dict[str, str] | None = None) -> bool:
+    """Does ssh_config already give the destination a proxy (``ssh -G``)?"""
+    config = ssh_config_of(ssh_args) if config is None else config
+    return any(config.get(key, "none").lower() not in ("", "none") for key in PROXY_KEYS)
 
 
 def ssh_argv(args: Sequence[str], exe: str | None = None) -> list[str]:
-    if user_sets_proxy(args) or config_sets_proxy(args):
+    if user_sets_proxy(args):
         return ["ssh", *args]
+    config = ssh_config_of(args)
+    if config_sets_proxy(args, config):
+        return ["ssh", *args]
+    host, port = config.get("hostname"), config.get("port")
+    if host and port and port.isdigit():  # the final HostName, as a literal: never '%h'
+        return ["ssh", "-o", proxy_option(exe, host, port), *args]
     return ["ssh", "-o", proxy_option(exe), *args]
 
 

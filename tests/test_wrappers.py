@@ -38,7 +38,7 @@ def test_proxy_command_survives_the_shell(tmp_path):
 
 
 def test_ssh_args_pass_through_untouched(monkeypatch):
-    monkeypatch.setattr(wrappers, "config_sets_proxy", lambda args: False)
+    monkeypatch.setattr(wrappers, "ssh_config_of", lambda args: {})
     args = ["-p", "2200", "host", "echo", "a b", "$(x)", "--", "-q"]
     argv = wrappers.ssh_argv(args, "/usr/bin/knockssh")
     assert argv == ["ssh", "-o", "ProxyCommand=/usr/bin/knockssh '%h' '%p'", *args]
@@ -62,7 +62,7 @@ def test_ssh_args_pass_through_untouched(monkeypatch):
     ],
 )
 def test_users_proxy_wins(args, monkeypatch):
-    monkeypatch.setattr(wrappers, "config_sets_proxy", lambda a: False)
+    monkeypatch.setattr(wrappers, "ssh_config_of", lambda a: {})
     assert wrappers.ssh_argv(args, "/k") == ["ssh", *args]
     assert wrappers.scp_argv(args, "/k") == ["scp", *args]
 
@@ -78,8 +78,28 @@ def test_users_proxy_wins(args, monkeypatch):
     ],
 )
 def test_words_that_only_look_like_a_proxy(args, monkeypatch):
-    monkeypatch.setattr(wrappers, "config_sets_proxy", lambda a: False)
     assert wrappers.scp_argv(args, "/k")[1:3] == ["-o", wrappers.proxy_option("/k")]
+
+
+def test_a_hostname_from_ssh_config_never_reaches_the_shell_as_code(tmp_path):
+    """ssh checks command-line host names, not HostName from ssh_config: knockssh-ssh
+    puts the final HostName (ssh -G) in as a quoted literal, never as '%h'."""
+    evil = "x'$(touch pwned)'y"
+    cfg = tmp_path / "cfg"
+    cfg.write_text(f'Host target\n  HostName "{evil}"\n  Port 2222\n')
+    argv = wrappers.ssh_argv(["-F", str(cfg), "target"], "/usr/bin/knockssh")
+    proxy = argv[2].removeprefix("ProxyCommand=")
+    assert "%h" not in proxy and argv[3:] == ["-F", str(cfg), "target"]
+    command = expand(proxy, "unused", "unused")
+    printed = subprocess.run(
+        ["sh", "-c", f"exec python3 -c 'import sys; print(sys.argv[1:])' {command}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    ).stdout.strip()
+    assert printed == repr(["/usr/bin/knockssh", "--", evil, "2222"])
+    assert not (tmp_path / "pwned").exists()
 
 
 def test_config_proxy_wins(tmp_path):
