@@ -39,6 +39,8 @@ def resolve(host: str, port: int, family: int) -> list[tuple[int, Sockaddr]]:
         found = getaddrinfo(host, port, family, SOCK_STREAM)
     except gaierror as exc:
         raise KnocksshError(f"{host}: cannot resolve: {exc.strerror}") from None
+    except UnicodeError:  # the idna codec: a label too long or empty, a bad character
+        raise KnocksshError(f"{host}: not a valid host name (IDNA)") from None
     seen: dict[object, tuple[int, Sockaddr]] = {}
     for fam, sockaddr in found:
         seen.setdefault(sockaddr[0], (fam, sockaddr))

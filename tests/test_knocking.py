@@ -319,3 +319,12 @@ def test_a_host_name_with_a_newline_cannot_forge_a_second_line(tmp_path):
     _, err = p.communicate(timeout=30)
     assert p.returncode != 0 and err.count(b"\n") <= 2  # the error, and "try --help" at most
     assert b"forged\\nknockssh: connected" in err and b"\nknockssh: connected" not in err
+
+
+def test_a_non_ascii_name_too_long_for_idna_is_one_line(tmp_path):
+    empty = tmp_path / "hosts.toml"
+    empty.write_text("")
+    p = knockssh("é" * 70 + ".example", "22", env={**os.environ, "KNOCKSSH_CONFIG": str(empty)})
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 1 and b"Traceback" not in err
+    assert err.count(b"\n") == 1 and b"not a valid host name (IDNA)" in err
