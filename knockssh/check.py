@@ -26,7 +26,7 @@ def describe_secret(entry: mapping.HostEntry, env: Mapping[str, str]) -> tuple[s
     itself is never shown, and a secret_command is never run."""
     from .secrets import ENV_SECRET, resolve
 
-    command = entry.get("secret_command")
+    command = entry.secret_command
     if command is not None:
         return f"from secret_command {command[0]} (not run by check)", True
     from rotator.scheme import MIN_SECRET_CHARS
@@ -37,10 +37,12 @@ def describe_secret(entry: mapping.HostEntry, env: Mapping[str, str]) -> tuple[s
         return str(exc).split(": ", 1)[-1] if ": " in str(exc) else str(exc), False
     if len(secret) < MIN_SECRET_CHARS:
         return f"shorter than the scheme's {MIN_SECRET_CHARS} characters", False
-    for key in ("secret_file", "secret_env", "secret"):
-        if entry.get(key) is not None:
-            where = "inline in the mapping file" if key == "secret" else f"{key} {entry.get(key)}"
-            return f"from {where}", True
+    if entry.secret_file is not None:
+        return f"from secret_file {entry.secret_file}", True
+    if entry.secret_env is not None:
+        return f"from secret_env {entry.secret_env}", True
+    if entry.secret is not None:
+        return "from inline in the mapping file", True
     return f"from ${ENV_SECRET}", True
 
 
@@ -87,6 +89,6 @@ def report(config: str | None, host: str | None, at: float) -> tuple[str, bool]:
             f"  period {settings.period}s, current one started at "
             f"{scheme.period_start(at, settings.period)}, next rotation in {int(nxt - at)}s"
         )
-        if entry.get("knock_host"):
-            lines.append(f"  knocks at {entry.get('knock_host')}")
+        if entry.knock_host:
+            lines.append(f"  knocks at {entry.knock_host}")
     return "\n".join(lines) + "\n", ok

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .net import Sockaddr
     from .peer import Watch
 
-DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_CONNECT_TIMEOUT = mapping.DEFAULT_CONNECT_TIMEOUT  # also for unmapped hosts
 
 
 def resolve(host: str, port: int, family: int) -> list[tuple[int, Sockaddr]]:
@@ -45,12 +45,6 @@ def resolve(host: str, port: int, family: int) -> list[tuple[int, Sockaddr]]:
     for fam, sockaddr in found:
         seen.setdefault(sockaddr[0], (fam, sockaddr))
     return list(seen.values())
-
-
-def knock_delay(entry: mapping.HostEntry) -> float | None:
-    """Seconds between two knocks if the mapping file fixes them, else None (adaptive)."""
-    value = entry.get("knock_delay_ms")
-    return None if value is None else float(value) / 1000
 
 
 class Target:
@@ -69,15 +63,15 @@ def targets_for(entry: mapping.HostEntry, host: str, port: int, family: int) -> 
     found = []
     for fam, sockaddr in resolve(host, port, family):
         knock_at = sockaddr
-        if entry.get("knock_host"):
+        if entry.knock_host:
             try:
-                knock_at = resolve(entry.get("knock_host"), port, fam)[0][1]
+                knock_at = resolve(entry.knock_host, port, fam)[0][1]
             except KnocksshError:
                 continue  # knock_host has no address in this family
         found.append(Target(fam, sockaddr, knock_at))
     if not found:
         raise KnocksshError(
-            f"{host}: knock_host {entry.get('knock_host')} has no address in the family of {host}"
+            f"{host}: knock_host {entry.knock_host} has no address in the family of {host}"
         )
     return found
 
@@ -164,7 +158,7 @@ class Knocker:
         self.env = env
         self.log = log
         self.watch = watch
-        self.delay = knock_delay(entry)
+        self.delay = entry.knock_delay
         self.locks = lock_dir(env)
 
     def attempts(
@@ -239,7 +233,7 @@ class Knocker:
             at = time.time()
         tries, period = self.attempts(at, offset)
         clear = plan.clearing_knocks(tries)
-        timeout = float(self.entry.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+        timeout = self.entry.connect_timeout
         deadline = time.monotonic() + timeout
         targets = targets_for(self.entry, host, port, family)
         ends = []
@@ -374,8 +368,7 @@ class Knocker:
         clock = ""
         if period is not None:
             near = plan.seconds_to_boundary(at, period)
-            skew = float(entry.get("clock_skew", plan.DEFAULT_CLOCK_SKEW))
-            if near <= skew:
+            if near <= entry.clock_skew:
                 clock = (
                     f"a period boundary is {near:.0f}s away, so a clock off by that much "
                     f"could be the cause (compare date -u on both sides); "

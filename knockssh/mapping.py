@@ -35,10 +35,34 @@ HOST_KEYS = {"match", "service", "sequence", "knock_host", *SECRET_KEYS, *TUNABL
 DEFAULT_KEYS = HOST_KEYS - {"match", "sequence"}
 
 
-class HostEntry:
-    """One ``[[host]]`` entry merged over ``[defaults]``; the secret is not read yet."""
+DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds
+DEFAULT_CLOCK_SKEW = 300.0  # seconds; also covers a knockd_rotator server ~250 s late
 
-    __slots__ = ("number", "path", "patterns", "values")
+
+class HostEntry:
+    """One ``[[host]]`` entry merged over ``[defaults]``, as typed fields (validated
+    once, by parse()); the secret is not read yet."""
+
+    __slots__ = (
+        "clock_skew",
+        "connect_timeout",
+        "knock_delay",
+        "knock_host",
+        "length",
+        "number",
+        "path",
+        "patterns",
+        "period",
+        "ports",
+        "proto_modulo",
+        "secret",
+        "secret_command",
+        "secret_env",
+        "secret_file",
+        "service",
+        "static_sequence",
+        "values",
+    )
 
     def __init__(
         self, path: str, number: int, patterns: tuple[str, ...], values: Mapping[str, Any]
@@ -46,7 +70,23 @@ class HostEntry:
         self.path = path
         self.number = number  # 1-based, for messages
         self.patterns = patterns
-        self.values = values
+        self.values = values  # as read: with_service() derives an entry from them
+        self.service: str | None = values.get("service")
+        self.static_sequence: str | None = values.get("sequence")
+        self.knock_host: str | None = values.get("knock_host")
+        self.period: int | None = values.get("period")
+        self.length: int | None = values.get("length")
+        self.ports: str | None = values.get("ports")
+        self.proto_modulo: int | None = values.get("proto_modulo")
+        self.connect_timeout = float(values.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+        self.clock_skew = float(values.get("clock_skew", DEFAULT_CLOCK_SKEW))
+        delay = values.get("knock_delay_ms")
+        self.knock_delay: float | None = None if delay is None else float(delay) / 1000
+        self.secret: str | None = values.get("secret")
+        self.secret_file: str | None = values.get("secret_file")
+        self.secret_env: str | None = values.get("secret_env")
+        command = values.get("secret_command")
+        self.secret_command: tuple[str, ...] | None = None if command is None else tuple(command)
 
     def __repr__(self) -> str:  # values may hold a secret
         return f"HostEntry({self.label!r})"
@@ -62,17 +102,6 @@ class HostEntry:
         values = {k: v for k, v in self.values.items() if k != "sequence"}
         values["service"] = service
         return HostEntry(self.path, self.number, self.patterns, values)
-
-    @property
-    def service(self) -> str | None:
-        return self.values.get("service")
-
-    @property
-    def static_sequence(self) -> str | None:
-        return self.values.get("sequence")
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.values.get(key, default)
 
 
 class HostMap:

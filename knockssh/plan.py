@@ -17,7 +17,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-DEFAULT_CLOCK_SKEW = 300  # seconds; also covers a knockd_rotator server ~250 s late
 WINDOW_GROWTH = 1.25  # each later round waits longer: a slow path needs more
 MAX_PAUSE = 0.3  # the random pause before a later round is drawn from at least [0, this)
 PROBE_WINDOW = 0.3  # at most, trying a door a sibling just opened before knocking ourselves

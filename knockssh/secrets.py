@@ -26,18 +26,18 @@ def resolve(entry: HostEntry, env: Mapping[str, str]) -> str:
 
 
 def _read(entry: HostEntry, env: Mapping[str, str]) -> tuple[str, str]:
-    if entry.get("secret") is not None:
-        return "secret", str(entry.get("secret"))
-    if entry.get("secret_file") is not None:
-        path = os.path.expanduser(entry.get("secret_file"))
+    if entry.secret is not None:
+        return "secret", entry.secret
+    if entry.secret_file is not None:
+        path = os.path.expanduser(entry.secret_file)
         return f"secret_file {path}", _from_file(entry, path)
-    if entry.get("secret_env") is not None:
-        name = entry.get("secret_env")
+    if entry.secret_env is not None:
+        name = entry.secret_env
         if not env.get(name):
             raise KnocksshError(f"{entry.label}: secret_env: variable {name} is not set")
         return f"secret_env {name}", env[name]
-    if entry.get("secret_command") is not None:
-        argv = entry.get("secret_command")
+    if entry.secret_command is not None:
+        argv = list(entry.secret_command)
         return f"secret_command {argv[0]}", _from_command(entry, argv)
     if env.get(ENV_SECRET):
         return ENV_SECRET, env[ENV_SECRET]
@@ -74,7 +74,7 @@ def _from_command(entry: HostEntry, argv: list[str]) -> str:
     import subprocess
     import sys
 
-    limit = min(COMMAND_TIMEOUT, float(entry.get("connect_timeout", 10.0)))
+    limit = min(COMMAND_TIMEOUT, entry.connect_timeout)
     group: dict[str, object] = (
         {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
     )

@@ -24,23 +24,19 @@ def settings_for(
     in for the real one (read only when None), for a check that must not run
     ``secret_command``."""
     try:
-        ports = scheme.parse_port_spec(entry.get("ports")) if entry.get("ports") else None
+        ports = scheme.parse_port_spec(entry.ports) if entry.ports else None
         settings = scheme.settings_from_env(
             env,
             secret=resolve(entry, env) if secret is None else secret,
-            length=entry.get("length"),
+            length=entry.length,
             ports=ports,
-            period=entry.get("period"),
-            proto_modulo=entry.get("proto_modulo"),
+            period=entry.period,
+            proto_modulo=entry.proto_modulo,
         )
         scheme.validate(settings)
     except scheme.SchemeError as exc:
         raise KnocksshError(f"{entry.label}: {exc}") from None
     return settings
-
-
-def clock_skew(entry: HostEntry) -> float:
-    return float(entry.get("clock_skew", plan.DEFAULT_CLOCK_SKEW))
 
 
 def attempts_for(
@@ -51,7 +47,7 @@ def attempts_for(
     if entry.static_sequence is not None:
         return [plan.Attempt("static sequence", scheme.parse_sequence(entry.static_sequence))], None
     settings = settings_for(entry, env)
-    offsets = plan.offsets_to_knock(at, settings.period, clock_skew(entry), offset)
+    offsets = plan.offsets_to_knock(at, settings.period, entry.clock_skew, offset)
     found, skipped = plan.rotated_attempts(settings, str(entry.service), offsets, at)
     if not found and offset is None and skipped:
         # the current sequence holds port 65536 (the legacy default list): the

@@ -48,7 +48,11 @@ def test_lookup_first_match_and_negation(tmp_path):
     assert m.lookup("legacy.example.net").static_sequence == "7000,8000:udp,9000"
     assert m.lookup("check").number == 3
     assert m.lookup("elsewhere") is None
-    assert m.lookup("bastion.example.org").get("period") == 3600  # from [defaults]
+    bastion = m.lookup("bastion.example.org")
+    assert bastion.period == 3600  # from [defaults]
+    assert bastion.connect_timeout == 10.0 and bastion.clock_skew == 300.0  # the defaults
+    assert bastion.knock_delay == 0.002 and bastion.service == "ssh"  # seconds, from ms
+    assert bastion.knock_host == "203.0.113.7" and bastion.secret_env == "BASTION_SECRET"
 
 
 def test_glob():
