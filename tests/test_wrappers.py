@@ -23,17 +23,20 @@ def expand(proxy, host, port):
     return "".join(out)
 
 
-def test_proxy_command_survives_the_shell(tmp_path):
-    proxy = wrappers.proxy_command(WEIRD)
-    command = expand(proxy, "host.example", "22")
-    argv = subprocess.run(
+def through_the_shell(command, cwd):
+    """The argv a ProxyCommand (already %-expanded) reaches its program with."""
+    return subprocess.run(
         ["sh", "-c", f"exec python3 -c 'import sys; print(sys.argv[1:])' {command}"],
         capture_output=True,
         text=True,
         check=True,
-        cwd=tmp_path,
+        cwd=cwd,
     ).stdout.strip()
-    assert argv == repr([WEIRD, "host.example", "22"])
+
+
+def test_proxy_command_survives_the_shell(tmp_path):
+    command = expand(wrappers.proxy_command(WEIRD), "host.example", "22")
+    assert through_the_shell(command, tmp_path) == repr([WEIRD, "host.example", "22"])
     assert not (tmp_path / "pwned").exists()
 
 
@@ -90,14 +93,7 @@ def test_a_hostname_from_ssh_config_never_reaches_the_shell_as_code(tmp_path):
     argv = wrappers.ssh_argv(["-F", str(cfg), "target"], "/usr/bin/knockssh")
     proxy = argv[2].removeprefix("ProxyCommand=")
     assert "%h" not in proxy and argv[3:] == ["-F", str(cfg), "target"]
-    command = expand(proxy, "unused", "unused")
-    printed = subprocess.run(
-        ["sh", "-c", f"exec python3 -c 'import sys; print(sys.argv[1:])' {command}"],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=tmp_path,
-    ).stdout.strip()
+    printed = through_the_shell(expand(proxy, "unused", "unused"), tmp_path)
     assert printed == repr(["/usr/bin/knockssh", "--", evil, "2222"])
     assert not (tmp_path / "pwned").exists()
 
