@@ -34,7 +34,7 @@ def describe_secret(entry: mapping.HostEntry, env: Mapping[str, str]) -> tuple[s
     try:
         secret = resolve(entry, env)  # a file, a variable or the inline value: nothing runs
     except KnocksshError as exc:
-        return str(exc).split(": ", 1)[-1] if ": " in str(exc) else str(exc), False
+        return str(exc).removeprefix(f"{entry.label}: "), False
     if len(secret) < MIN_SECRET_CHARS:
         return f"shorter than the scheme's {MIN_SECRET_CHARS} characters", False
     if entry.secret_file is not None:

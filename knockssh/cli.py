@@ -117,7 +117,7 @@ def _positional_indexes(args: list[str]) -> list[int]:
     return found
 
 
-def _is_utf8(text: str) -> bool:
+def _is_utf8(text: str) -> bool:  # not scheme.utf8: an unmapped host never loads the scheme
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -297,7 +297,8 @@ def parse(
 
 
 def integer(value: object, what: str, low: int, high: int) -> int:
-    """A whole number from ``low`` to ``high``, its digits checked before any arithmetic."""
+    """A whole number from ``low`` to ``high``, its digits checked before any arithmetic
+    (as scheme.whole_number does; not imported: an unmapped host never loads the scheme)."""
     text = str(value)
     shown = text if len(text) <= 24 else text[:20] + "..."
     digits = text[1:] if text.startswith("-") else text

@@ -59,13 +59,5 @@ class Watch:
             for fd, events in poller.poll(left * 1000):
                 self.check(fd, events)
 
-    def alive(self) -> None:
-        """Raise PeerGone if ssh is gone now."""
-        if self.fds:
-            poller = select.poll()
-            self.register(poller)
-            for fd, events in poller.poll(0):
-                self.check(fd, events)
-
 
 NOBODY = Watch()

@@ -11,7 +11,7 @@ import time
 from . import apply, knockdconf
 from .knockdconf import ConfError
 from .rotation import Rotation, extra_runs, rotate
-from .scheme import SchemeError, Settings, settings_from_env, validate
+from .scheme import SchemeError, Settings, settings_from_env, utf8, validate, whole_number
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -22,9 +22,10 @@ DEFAULT_CONFIG = "/etc/knockd.conf"
 
 def unix_seconds(text: str) -> int:
     """An instant for --at: a whole number of seconds, checked before any arithmetic."""
-    if len(text) > 12 or not text.isdigit():
+    value = whole_number(text)
+    if value is None or value < 0:
         raise argparse.ArgumentTypeError("a whole number of UNIX seconds, at most 12 digits")
-    return int(text)
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,9 +82,9 @@ class Out:
 def main(argv: list[str] | None = None) -> int:
     for i, arg in enumerate(sys.argv[1:] if argv is None else argv, 1):
         try:
-            arg.encode("utf-8")
-        except UnicodeEncodeError:
-            Out(False, False).error(f"argument {i} ({arg!a}) is not valid UTF-8 text")
+            utf8(arg, f"argument {i} ({arg!a})")
+        except SchemeError as exc:
+            Out(False, False).error(str(exc))
             return 2
     args = build_parser().parse_args(argv)
     out = Out(args.verbose, args.quiet)

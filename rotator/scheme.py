@@ -238,6 +238,15 @@ def validate(settings: Settings) -> list[str]:
     return []
 
 
+def whole_number(text: str) -> int | None:
+    """``text`` as a whole number of at most 12 ASCII digits (an optional leading
+    minus), else None: checked as text, before any arithmetic could overflow."""
+    digits = text[1:] if text.startswith("-") else text
+    if len(text) > 12 or not (digits.isascii() and digits.isdigit()):
+        return None
+    return int(text, 10)
+
+
 def utf8(text: str, what: str) -> str:
     """``text`` if it is UTF-8 (the scheme hashes UTF-8 bytes); else SchemeError naming
     ``what`` (Python hands undecodable bytes of argv and the environment on as
@@ -257,13 +266,13 @@ def settings_from_env(env: Mapping[str, str], **overrides: object) -> Settings:
 
     def integer(name: str) -> int:
         text = raw(name).strip()
-        digits = text[1:] if text.startswith("-") else text
-        if len(text) > 12 or not (digits.isascii() and digits.isdigit()):  # before any arithmetic
+        value = whole_number(text)
+        if value is None:
             shown = text if len(text) <= 24 else text[:20] + "..."
             raise SchemeError(
                 f"{ENV_PREFIX}{name}={shown!r} is not a whole number (at most 12 digits)"
             )
-        return int(text, 10)
+        return value
 
     values: dict[str, object] = {"secret": raw("SECRET")}
     for field, name in (
