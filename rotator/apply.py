@@ -140,6 +140,15 @@ def process_name(pid: int) -> str:
         return "?"
 
 
+def command_line(pid: int) -> list[str]:
+    """A process's argv, or [] when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="surrogateescape") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
 def target_of(path: str) -> str:
     """Where a knockd.conf that is a symlink really is: it is rewritten there, so the
     link keeps pointing at the current file (replacing the link would leave its old
@@ -166,18 +175,15 @@ class PidfileReloader(Reloader):
     def __init__(self, pidfile: str) -> None:
         self.pidfile = pidfile
         self.pid = self._read_pid()
-        try:
-            with open(f"/proc/{self.pid}/cmdline", "rb") as f:
-                self.cmdline = [a.decode() for a in f.read().split(b"\0") if a]
-        except OSError:
-            self.cmdline = []
-        if not self.cmdline or not pid_alive(self.pid):
+        if not pid_alive(self.pid):
             raise ApplyError(f"{pidfile}: knockd (pid {self.pid}) is not running")
         name = process_name(self.pid)
         if name != "knockd":
             raise ApplyError(
                 f"{pidfile}: pid {self.pid} is {name!r}, not knockd: refusing to signal it"
             )
+        # Read now, while knockd lives: a restart after a failed reload needs it.
+        self.cmdline = command_line(self.pid)
 
     def _read_pid(self) -> int:
         try:
@@ -196,6 +202,8 @@ class PidfileReloader(Reloader):
         return pid_alive(self.pid)
 
     def restart(self) -> None:
+        if not self.cmdline:
+            raise ApplyError(f"knockd (pid {self.pid}): its command line was unreadable")
         subprocess.run(self.cmdline, check=True, start_new_session=True, timeout=30)
         self.pid = self._read_pid() if wait_for(self._new_pid, 5) else self.pid
 

@@ -171,7 +171,7 @@ def _write_and_reload(
                 if reloader.alive()
                 else ("knockd could NOT be started again: start it by hand")
             )
-        except (OSError, subprocess.SubprocessError) as again:
+        except (OSError, subprocess.SubprocessError, apply.ApplyError) as again:
             back = f"knockd could NOT be started again ({again}): start it by hand"
         raise apply.ApplyError(f"{exc}; {args.config} restored; {back}") from None
     out.say("knockd reloaded")

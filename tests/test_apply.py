@@ -186,6 +186,9 @@ def test_a_pid_that_is_not_knockd_is_refused_and_not_signalled(tmp_path, monkeyp
     """A real process (sleep) behind the pidfile: a SIGHUP would kill it."""
     sleeper = subprocess.Popen(["sleep", "60"])
     try:
+        # Popen returns once exec closed its pipe, a moment before the kernel sets
+        # the new argv: await the process as the pidfile's reader will see it.
+        assert apply.wait_for(lambda: apply.command_line(sleeper.pid) == ["sleep", "60"], 5)
         pidfile = tmp_path / "knockd.pid"
         pidfile.write_text(f"{sleeper.pid}\n")
         path = tmp_path / "knockd.conf"
