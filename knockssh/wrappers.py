@@ -2,8 +2,10 @@
 ProxyCommand added; every user argument passes through untouched.
 
 ssh runs a ProxyCommand through ``$SHELL -c`` and expands ``%`` tokens across the
-whole string, so the one literal we insert (the path of knockssh) is shell-quoted
-and has its ``%`` doubled, and the host and port stay ssh's own quoted tokens.
+whole string. knockssh-ssh asks ``ssh -G`` for the final HostName and port and puts
+them in as shell-quoted, ``%``-doubled literals, as it does knockssh's path: ssh
+checks host names typed on its command line, not a HostName from ssh_config, so
+``%h`` is never handed to a shell. scp and rsync run knockssh-ssh as their ssh.
 """
 
 from __future__ import annotations
@@ -18,32 +20,34 @@ from collections.abc import Mapping, Sequence
 PROXY_KEYS = ("proxycommand", "proxyjump")
 
 
-def knockssh_path() -> str:
-    """The knockssh script beside this wrapper (same installation), else on PATH."""
-    here = os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "knockssh")
+# Set by knockssh-scp and knockssh-rsync when the user named an ssh of their own
+SSH_PROGRAM = "KNOCKSSH_SSH"
+
+
+def sibling(name: str) -> str:
+    """The program ``name`` beside this wrapper (same installation), else on PATH,
+    else the bare name."""
+    here = os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), name)
     if os.access(here, os.X_OK):
         return here
-    found = shutil.which("knockssh")
-    if found:
-        return found
-    return f"{sys.executable} -m knockssh"  # pragma: no cover - uninstalled checkout
+    return shutil.which(name) or name
 
 
-def proxy_command(exe: str | None = None, host: str | None = None, port: str | None = None) -> str:
-    """The ProxyCommand: knockssh, then the host and port. Given ``host`` (the final
-    HostName, from ``ssh -G``) it is inserted as a shell-quoted literal: ssh checks
-    host names typed on its command line but not HostName from ssh_config, so a
-    HostName holding a quote would end ``'%h'``'s quoting and run in the shell."""
+def knockssh_path() -> str:
+    found = sibling("knockssh")
+    return found if found != "knockssh" else f"{sys.executable} -m knockssh"
+
+
+def proxy_command(host: str, port: str, exe: str | None = None) -> str:
+    """The ProxyCommand: knockssh, ``--``, the final HostName and port (``ssh -G``),
+    each a shell-quoted literal with its ``%`` doubled."""
     exe = exe if exe is not None else knockssh_path()
     words = exe.rsplit(" ", 2) if exe.endswith(" -m knockssh") else [exe]
-    if host is not None and port is not None:
-        words += ["--", host, port]
-        return " ".join(shlex.quote(w) for w in words).replace("%", "%%")
-    return " ".join(shlex.quote(w) for w in words).replace("%", "%%") + " '%h' '%p'"
+    return " ".join(shlex.quote(w) for w in [*words, "--", host, port]).replace("%", "%%")
 
 
-def proxy_option(exe: str | None = None, host: str | None = None, port: str | None = None) -> str:
-    return "ProxyCommand=" + proxy_command(exe, host, port)
+def proxy_option(host: str, port: str, exe: str | None = None) -> str:
+    return "ProxyCommand=" + proxy_command(host, port, exe)
 
 
 # ssh's and scp's option letters that take a value (-vo X, -vJ X and -oX bundle too)
@@ -78,12 +82,12 @@ def _option_key(value: str) -> str:
     return words[0].lower() if words else ""
 
 
-def ssh_config_of(ssh_args: Sequence[str]) -> dict[str, str]:
+def ssh_config_of(ssh_args: Sequence[str], program: str = "ssh") -> dict[str, str]:
     """What ``ssh -G`` says ssh will use for these arguments (first value of each key);
     empty if it cannot tell."""
     try:
         done = subprocess.run(
-            ["ssh", "-G", *ssh_args],
+            [program, "-G", *ssh_args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -107,22 +111,59 @@ def config_sets_proxy(ssh_args: Sequence[str], config: dict[str, str] | None = N
     return any(config.get(key, "none").lower() not in ("", "none") for key in PROXY_KEYS)
 
 
-def ssh_argv(args: Sequence[str], exe: str | None = None) -> list[str]:
+def ssh_argv(args: Sequence[str], exe: str | None = None, program: str = "ssh") -> list[str]:
+    """ssh with our ProxyCommand naming the final HostName and port (``ssh -G``) as
+    quoted literals. When ssh cannot read its configuration for these arguments it
+    would fail on them too: they then go to it unchanged, and it says why."""
     if user_sets_proxy(args):
-        return ["ssh", *args]
-    config = ssh_config_of(args)
+        return [program, *args]
+    config = ssh_config_of(args, program)
     if config_sets_proxy(args, config):
-        return ["ssh", *args]
+        return [program, *args]
     host, port = config.get("hostname"), config.get("port")
     if host and port and port.isdigit():  # the final HostName, as a literal: never '%h'
-        return ["ssh", "-o", proxy_option(exe, host, port), *args]
-    return ["ssh", "-o", proxy_option(exe), *args]
+        return [program, "-o", proxy_option(host, port, exe), *args]
+    return [program, *args]
 
 
-def scp_argv(args: Sequence[str], exe: str | None = None) -> list[str]:
+def scp_argv(
+    args: Sequence[str], ssh_wrapper: str | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """scp runs ``knockssh-ssh`` as its ssh (``-S``), which sees each host's final
+    HostName through ``ssh -G`` as it does for itself: no ``%h`` ever reaches a shell.
+    A ``-S PROGRAM`` of the user's own is what knockssh-ssh then runs."""
     if user_sets_proxy(args):
-        return ["scp", *args]
-    return ["scp", "-o", proxy_option(exe), *args]
+        return ["scp", *args], {}
+    out, program = list(args), ""
+    it = enumerate(out)
+    for i, arg in it:
+        if arg == "--" or not arg.startswith("-") or arg == "-":
+            if arg == "--":
+                break
+            continue
+        for j, flag in enumerate(arg[1:], 1):
+            if flag not in VALUE_FLAGS:
+                continue
+            if flag == "S":
+                if arg[j + 1 :]:
+                    program, out[i] = arg[j + 1 :], arg[: j + 1] + ssh_wrapper_path(ssh_wrapper)
+                elif i + 1 < len(out):
+                    program, out[i + 1] = out[i + 1], ssh_wrapper_path(ssh_wrapper)
+            elif not arg[j + 1 :]:
+                next(it, None)  # the next word is this flag's value
+            break
+    if program:
+        return ["scp", *out], _ssh_program(program)
+    return ["scp", "-S", ssh_wrapper_path(ssh_wrapper), *out], {}
+
+
+def ssh_wrapper_path(given: str | None = None) -> str:
+    return given if given is not None else sibling("knockssh-ssh")
+
+
+def _ssh_program(program: str) -> dict[str, str]:
+    """The environment that makes knockssh-ssh run ``program`` instead of ssh."""
+    return {} if program == "ssh" else {SSH_PROGRAM: program}
 
 
 def rsync_quote(arg: str) -> str:
@@ -130,43 +171,72 @@ def rsync_quote(arg: str) -> str:
     return '"' + arg.replace('"', '""') + '"'
 
 
+def rsync_words(rsh: str) -> list[str]:
+    """rsync's splitting of ``-e``: spaces separate, "..." and '...' quote, and a
+    doubled quote inside quotes stands for itself."""
+    words: list[str] = []
+    cur: list[str] = []
+    quote, started, i = "", False, 0
+    while i < len(rsh):
+        c = rsh[i]
+        if quote:
+            if c != quote:
+                cur.append(c)
+            elif rsh[i + 1 : i + 2] == quote:
+                cur.append(c)
+                i += 1
+            else:
+                quote = ""
+        elif c in "'\"":
+            quote, started = c, True
+        elif c == " ":
+            if cur or started:
+                words.append("".join(cur))
+            cur, started = [], False
+        else:
+            cur.append(c)
+        i += 1
+    if cur or started:
+        words.append("".join(cur))
+    return words
+
+
 def rsync_argv(
-    args: Sequence[str], env: Mapping[str, str] | None = None, exe: str | None = None
-) -> list[str]:
-    """Put our ProxyCommand into ``-e``/``--rsh``, added to the user's own if given."""
+    args: Sequence[str], env: Mapping[str, str] | None = None, ssh_wrapper: str | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """rsync's remote shell (``-e``, ``--rsh``, ``RSYNC_RSH``, else ssh) becomes
+    ``knockssh-ssh`` with the same arguments; the program it named is what
+    knockssh-ssh runs. Unchanged when that shell already sets a proxy."""
     env = os.environ if env is None else env
     out = list(args)
-    ours = rsync_quote("-o" + proxy_option(exe))
+    at: tuple[int, str] | None = None  # where the user's -e is, and its prefix
+    rsh = env.get("RSYNC_RSH") or "ssh"
     for i, arg in enumerate(out):
         if arg == "--":
             break
         if arg in ("-e", "--rsh") and i + 1 < len(out):
-            if not _rsh_sets_proxy(out[i + 1]):
-                out[i + 1] = f"{out[i + 1]} {ours}"
-            return ["rsync", *out]
+            at, rsh = (i + 1, ""), out[i + 1]
+            break
         for prefix in ("--rsh=", "-e"):
             if arg.startswith(prefix) and len(arg) > len(prefix) and not arg.startswith("--e"):
-                value = arg[len(prefix) :]
-                if not _rsh_sets_proxy(value):
-                    out[i] = f"{prefix}{value} {ours}"
-                return ["rsync", *out]
-    base = env.get("RSYNC_RSH") or "ssh"
-    if _rsh_sets_proxy(base):
-        return ["rsync", *out]
-    return ["rsync", "-e", f"{base} {ours}", *out]
+                at, rsh = (i, prefix), arg[len(prefix) :]
+                break
+        if at:
+            break
+    words = rsync_words(rsh)
+    if not words or user_sets_proxy(words[1:]):
+        return ["rsync", *out], {}
+    ours = " ".join(rsync_quote(w) for w in [ssh_wrapper_path(ssh_wrapper), *words[1:]])
+    if at is None:
+        return ["rsync", "-e", ours, *out], _ssh_program(words[0])
+    index, prefix = at
+    out[index] = prefix + ours
+    return ["rsync", *out], _ssh_program(words[0])
 
 
-def _rsh_sets_proxy(rsh: str) -> bool:
+def _run(argv: list[str], env: Mapping[str, str] | None = None) -> int:
     try:
-        words = shlex.split(rsh)
-    except ValueError:
-        return False
-    return user_sets_proxy(words[1:])
-
-
-def _run(argv: list[str]) -> int:
-    try:
-        return subprocess.call(argv)
+        return subprocess.call(argv, env={**os.environ, **env} if env else None)
     except FileNotFoundError:
         os.write(2, f"{os.path.basename(sys.argv[0])}: {argv[0]} is not installed\n".encode())
         return 127
@@ -175,12 +245,15 @@ def _run(argv: list[str]) -> int:
 
 
 def ssh_main() -> int:
-    return _run(ssh_argv(sys.argv[1:]))
+    program = os.environ.get(SSH_PROGRAM) or "ssh"
+    if os.path.basename(program) == "knockssh-ssh":  # never ourselves again
+        program = "ssh"
+    return _run(ssh_argv(sys.argv[1:], program=program))
 
 
 def scp_main() -> int:
-    return _run(scp_argv(sys.argv[1:]))
+    return _run(*scp_argv(sys.argv[1:]))
 
 
 def rsync_main() -> int:
-    return _run(rsync_argv(sys.argv[1:]))
+    return _run(*rsync_argv(sys.argv[1:]))

@@ -1,7 +1,10 @@
-"""Wrapper argument handling: pass-through, ProxyCommand quoting, rsync -e."""
+"""Wrapper argument handling: pass-through, ProxyCommand quoting, scp -S, rsync -e."""
 
+import os
 import shlex
+import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -35,16 +38,26 @@ def through_the_shell(command, cwd):
 
 
 def test_proxy_command_survives_the_shell(tmp_path):
-    command = expand(wrappers.proxy_command(WEIRD), "host.example", "22")
-    assert through_the_shell(command, tmp_path) == repr([WEIRD, "host.example", "22"])
+    command = expand(wrappers.proxy_command("host.example", "22", WEIRD), "x", "y")
+    printed = through_the_shell(command, tmp_path)
+    assert printed == repr([WEIRD, "--", "host.example", "22"])
     assert not (tmp_path / "pwned").exists()
 
 
 def test_ssh_args_pass_through_untouched(monkeypatch):
-    monkeypatch.setattr(wrappers, "ssh_config_of", lambda args: {})
+    monkeypatch.setattr(wrappers, "ssh_config_of", lambda args, program: CONFIG)
     args = ["-p", "2200", "host", "echo", "a b", "$(x)", "--", "-q"]
     argv = wrappers.ssh_argv(args, "/usr/bin/knockssh")
-    assert argv == ["ssh", "-o", "ProxyCommand=/usr/bin/knockssh '%h' '%p'", *args]
+    assert argv == ["ssh", "-o", "ProxyCommand=/usr/bin/knockssh -- h.example 2200", *args]
+
+
+CONFIG = {"hostname": "h.example", "port": "2200"}
+
+
+def test_unreadable_ssh_config_goes_to_ssh_unchanged(monkeypatch):
+    """ssh -G failing means ssh fails on the same arguments: it says why, not us."""
+    monkeypatch.setattr(wrappers, "ssh_config_of", lambda args, program: {})
+    assert wrappers.ssh_argv(["-Z", "h"], "/k") == ["ssh", "-Z", "h"]
 
 
 @pytest.mark.parametrize(
@@ -65,9 +78,11 @@ def test_ssh_args_pass_through_untouched(monkeypatch):
     ],
 )
 def test_users_proxy_wins(args, monkeypatch):
-    monkeypatch.setattr(wrappers, "ssh_config_of", lambda a: {})
+    monkeypatch.setattr(wrappers, "ssh_config_of", lambda a, program: CONFIG)
     assert wrappers.ssh_argv(args, "/k") == ["ssh", *args]
-    assert wrappers.scp_argv(args, "/k") == ["scp", *args]
+    assert wrappers.scp_argv(args, "/kssh") == (["scp", *args], {})
+    rsh = "ssh " + " ".join(wrappers.rsync_quote(a) for a in args[:-1])
+    assert wrappers.rsync_argv(["-e", rsh, "s", "h:d"], {}, "/kssh")[0][2] == rsh
 
 
 @pytest.mark.parametrize(
@@ -77,25 +92,46 @@ def test_users_proxy_wins(args, monkeypatch):
         ["-vF", "ProxyJump.conf", "h"],  # a value of another flag, not a ProxyJump
         ["-o", "User=proxyjump", "h"],
         ["-i", "-J", "h"],  # -i takes "-J" as its value
+        ["-i", "-S", "h"],  # and "-S" too: not scp's ssh program
         ["--", "-J", "h"],
     ],
 )
-def test_words_that_only_look_like_a_proxy(args, monkeypatch):
-    assert wrappers.scp_argv(args, "/k")[1:3] == ["-o", wrappers.proxy_option("/k")]
+def test_words_that_only_look_like_a_proxy(args):
+    assert wrappers.scp_argv(args, "/kssh") == (["scp", "-S", "/kssh", *args], {})
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["-S", "/opt/my ssh", "a", "h:b"], ["-S", "/kssh", "a", "h:b"]),
+        (["-S/opt/my ssh", "a", "h:b"], ["-S/kssh", "a", "h:b"]),
+        (["-rS/opt/my ssh", "a", "h:b"], ["-rS/kssh", "a", "h:b"]),
+        (["-P", "2", "-S", "/opt/my ssh", "a", "h:b"], ["-P", "2", "-S", "/kssh", "a", "h:b"]),
+    ],
+)  # fmt: skip
+def test_scp_users_ssh_program_is_what_knockssh_ssh_runs(args, expected):
+    assert wrappers.scp_argv(args, "/kssh") == (["scp", *expected], {"KNOCKSSH_SSH": "/opt/my ssh"})
 
 
 def test_a_hostname_from_ssh_config_never_reaches_the_shell_as_code(tmp_path):
     """ssh checks command-line host names, not HostName from ssh_config: knockssh-ssh
     puts the final HostName (ssh -G) in as a quoted literal, never as '%h'."""
-    evil = "x'$(touch pwned)'y"
-    cfg = tmp_path / "cfg"
-    cfg.write_text(f'Host target\n  HostName "{evil}"\n  Port 2222\n')
+    cfg = evil_config(tmp_path)
     argv = wrappers.ssh_argv(["-F", str(cfg), "target"], "/usr/bin/knockssh")
     proxy = argv[2].removeprefix("ProxyCommand=")
     assert "%h" not in proxy and argv[3:] == ["-F", str(cfg), "target"]
     printed = through_the_shell(expand(proxy, "unused", "unused"), tmp_path)
-    assert printed == repr(["/usr/bin/knockssh", "--", evil, "2222"])
+    assert printed == repr(["/usr/bin/knockssh", "--", EVIL, "2222"])
     assert not (tmp_path / "pwned").exists()
+
+
+EVIL = "x'$(touch pwned)'y"
+
+
+def evil_config(tmp_path):
+    cfg = tmp_path / "cfg"
+    cfg.write_text(f'Host target\n  HostName "{EVIL}"\n  Port 2222\n')
+    return cfg
 
 
 def test_config_proxy_wins(tmp_path):
@@ -107,64 +143,97 @@ def test_config_proxy_wins(tmp_path):
 
 def test_scp_keeps_argument_order():
     args = ["-r", "local dir/", "host:/remote path/"]
-    assert wrappers.scp_argv(args, "/k") == ["scp", "-o", "ProxyCommand=/k '%h' '%p'", *args]
+    assert wrappers.scp_argv(args, "/kssh") == (["scp", "-S", "/kssh", *args], {})
 
 
-def rsync_split(rsh):
-    """rsync's splitting of -e: spaces separate, "..." and '...' quote, doubled quote inside."""
-    words, cur, quote, i, started = [], [], None, 0, False
-    while i < len(rsh):
-        c = rsh[i]
-        if quote:
-            if c == quote:
-                if i + 1 < len(rsh) and rsh[i + 1] == quote:
-                    cur.append(c)
-                    i += 1
-                else:
-                    quote = None
-            else:
-                cur.append(c)
-        elif c in "'\"":
-            quote, started = c, True
-        elif c == " ":
-            if cur or started:
-                words.append("".join(cur))
-            cur, started = [], False
-        else:
-            cur.append(c)
-        i += 1
-    if cur or started:
-        words.append("".join(cur))
-    return words
+def test_rsync_words_split_as_rsync_does():
+    assert wrappers.rsync_words('ssh -o "a b" \'c d\' "say ""hi""" \'\' e') == [
+        "ssh", "-o", "a b", "c d", 'say "hi"', "", "e",
+    ]  # fmt: skip
+    assert wrappers.rsync_words(wrappers.rsync_quote(WEIRD)) == [WEIRD]
 
 
 def test_rsync_default_rsh():
-    argv = wrappers.rsync_argv(["-a", "src/", "h:dst/"], {}, WEIRD)
+    argv, env = wrappers.rsync_argv(["-a", "src/", "h:dst/"], {}, WEIRD)
     assert argv[:2] == ["rsync", "-e"] and argv[3:] == ["-a", "src/", "h:dst/"]
-    assert rsync_split(argv[2]) == ["ssh", "-o" + wrappers.proxy_option(WEIRD)]
+    assert wrappers.rsync_words(argv[2]) == [WEIRD] and env == {}
 
 
 @pytest.mark.parametrize("form", ["split", "joined", "long"])
-def test_rsync_users_rsh_is_extended(form):
-    theirs = "ssh -F cfg -p 2200"
+def test_rsync_users_rsh_runs_through_knockssh_ssh(form):
+    theirs = "/opt/my-ssh -F cfg -p 2200"
     args = {
         "split": ["-a", "-e", theirs, "s", "h:d"],
         "joined": ["-a", "-e" + theirs, "s", "h:d"],
         "long": ["-a", "--rsh=" + theirs, "s", "h:d"],
     }[form]
-    argv = wrappers.rsync_argv(args, {}, "/k")
-    rsh = next(a for a in argv if theirs in a)
-    rsh = rsh.split("=", 1)[1] if rsh.startswith("--rsh=") else rsh.removeprefix("-e")
-    assert rsync_split(rsh) == ["ssh", "-F", "cfg", "-p", "2200", "-oProxyCommand=/k '%h' '%p'"]
+    argv, env = wrappers.rsync_argv(args, {}, "/kssh")
+    rsh = argv[3] if form == "split" else argv[2].removeprefix("--rsh=").removeprefix("-e")
+    assert wrappers.rsync_words(rsh) == ["/kssh", "-F", "cfg", "-p", "2200"]
+    assert env == {"KNOCKSSH_SSH": "/opt/my-ssh"}
     assert argv[-2:] == ["s", "h:d"] and len(argv) == len(args) + 1
 
 
 def test_rsync_env_rsh_and_user_proxy():
-    argv = wrappers.rsync_argv(["s", "h:d"], {"RSYNC_RSH": "ssh -i key"}, "/k")
-    assert rsync_split(argv[2])[:3] == ["ssh", "-i", "key"]
+    argv, env = wrappers.rsync_argv(["s", "h:d"], {"RSYNC_RSH": "ssh -i key"}, "/kssh")
+    assert wrappers.rsync_words(argv[2]) == ["/kssh", "-i", "key"] and env == {}
     mine = ["-e", "ssh -J bastion", "s", "h:d"]
-    assert wrappers.rsync_argv(mine, {}, "/k") == ["rsync", *mine]
+    assert wrappers.rsync_argv(mine, {}, "/kssh") == (["rsync", *mine], {})
+    via_env = {"RSYNC_RSH": "ssh -vJ bastion"}
+    assert wrappers.rsync_argv(["s", "h:d"], via_env, "/kssh") == (["rsync", "s", "h:d"], {})
+
+
+def installed_wrappers(tmp_path):
+    """knockssh-scp, -rsync and -ssh side by side, with a knockssh that only records
+    the argv it was started with (as the ProxyCommand's shell hands it over)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, main in (
+        ("knockssh-ssh", "ssh"),
+        ("knockssh-scp", "scp"),
+        ("knockssh-rsync", "rsync"),
+    ):
+        script = bin_dir / name
+        script.write_text(
+            f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {wrappers_root()!r})\n"
+            f"from knockssh.wrappers import {main}_main\nsys.exit({main}_main())\n"
+        )
+        script.chmod(0o755)
+    record = bin_dir / "knockssh"
+    record.write_text(
+        f"#!{sys.executable}\nimport sys\n"
+        f"open({str(tmp_path / 'argv')!r}, 'a').write(repr(sys.argv[1:]) + chr(10))\n"
+        "sys.exit(1)\n"
+    )
+    record.chmod(0o755)
+    return bin_dir
+
+
+def wrappers_root():
+    return os.path.dirname(os.path.dirname(os.path.abspath(wrappers.__file__)))
+
+
+@pytest.mark.parametrize("tool", ["scp", "rsync"])
+def test_a_hostile_hostname_reaches_knockssh_as_one_word_through_real_programs(tool, tmp_path):
+    """The real scp and rsync start knockssh-ssh, which starts the real ssh, whose
+    ProxyCommand goes through the shell: the HostName arrives whole, nothing runs."""
+    if shutil.which(tool) is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{tool} is not installed (lab.py install installs it)")
+        pytest.skip(f"{tool} is not installed")
+    bin_dir = installed_wrappers(tmp_path)
+    cfg = evil_config(tmp_path)
+    (tmp_path / "src").write_text("payload")
+    if tool == "scp":
+        argv = [str(bin_dir / "knockssh-scp"), "-F", str(cfg), "src", "target:dst"]
+    else:
+        argv = [str(bin_dir / "knockssh-rsync"), "-e", f"ssh -F {cfg}", "src", "target:dst"]
+    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, timeout=30, check=False)
+    assert done.returncode != 0  # our recording knockssh never connects
+    assert (tmp_path / "argv").read_text() == repr(["--", EVIL, "2222"]) + "\n"
+    assert not (tmp_path / "pwned").exists()
 
 
 def test_shlex_round_trip_of_our_literal():
-    assert shlex.split(wrappers.proxy_command(WEIRD).replace("%%", "%"))[0] == WEIRD
+    command = wrappers.proxy_command("h", "22", WEIRD).replace("%%", "%")
+    assert shlex.split(command) == [WEIRD, "--", "h", "22"]
