@@ -29,14 +29,10 @@ def describe_secret(entry: mapping.HostEntry, env: Mapping[str, str]) -> tuple[s
     command = entry.secret_command
     if command is not None:
         return f"from secret_command {command[0]} (not run by check)", True
-    from rotator.scheme import MIN_SECRET_CHARS
-
     try:
-        secret = resolve(entry, env)  # a file, a variable or the inline value: nothing runs
-    except KnocksshError as exc:
+        resolve(entry, env)  # a file, a variable or the inline value: nothing runs
+    except KnocksshError as exc:  # it names the source
         return str(exc).removeprefix(f"{entry.label}: "), False
-    if len(secret) < MIN_SECRET_CHARS:
-        return f"shorter than the scheme's {MIN_SECRET_CHARS} characters", False
     if entry.secret_file is not None:
         return f"from secret_file {entry.secret_file}", True
     if entry.secret_env is not None:

@@ -54,10 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     except PeerGone:
         return 1  # ssh is gone: nobody to tell
     except KnocksshError as exc:
-        log.error(str(exc))
         if isinstance(exc, UsageError):
-            log.error("try 'knockssh --help'")
-        elif command == "proxy":
+            log.error(f"{exc} (try 'knockssh --help')")
+        else:
+            log.error(str(exc))
+        if command == "proxy" and not isinstance(exc, UsageError):
             from .failures import record
 
             record(os.environ, str(exc))
@@ -192,7 +193,7 @@ def _generate(args: list[str], log: Log) -> int:
 
     try:
         settings = scheme.settings_from_env(os.environ)
-        for warning in scheme.validate(settings):
+        for warning in scheme.validate(settings, scheme.ENV_NAMES):
             log.warn(f"warning: {warning}")
         at = _instant(opts)
         start = scheme.period_start(at, settings.period, _offset(opts) or 0)
@@ -286,6 +287,8 @@ def parse(
                 value = next(it, None)  # type: ignore[assignment]
                 if value is None:
                     raise UsageError(f"option {name} needs a value")
+            if not value:
+                raise UsageError(f"option {name}: the value is empty")
             found[options[name]] = value
         elif len(arg) > 2 and arg[1] != "-" and all("-" + c in flags for c in arg[1:]):
             for c in arg[1:]:  # bundled short flags: -vv

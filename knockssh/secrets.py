@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from rotator import scheme
+
 from .errors import KnocksshError
 from .mapping import refuse_if_exposed
 
@@ -22,6 +24,15 @@ def resolve(entry: HostEntry, env: Mapping[str, str]) -> str:
     source, secret = _read(entry, env)
     if not secret.strip():
         raise KnocksshError(f"{entry.label}: {source}: the secret is empty or blank")
+    try:
+        scheme.utf8(secret, "the secret")
+    except scheme.SchemeError as exc:
+        raise KnocksshError(f"{entry.label}: {source}: {exc}") from None
+    if len(secret) < scheme.MIN_SECRET_CHARS:
+        raise KnocksshError(
+            f"{entry.label}: {source}: the secret must be at least "
+            f"{scheme.MIN_SECRET_CHARS} characters long"
+        )
     return secret
 
 

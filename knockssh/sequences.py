@@ -33,7 +33,8 @@ def settings_for(
             period=entry.period,
             proto_modulo=entry.proto_modulo,
         )
-        scheme.validate(settings)
+        from_env = {k: v for k, v in scheme.ENV_NAMES.items() if getattr(entry, k, None) is None}
+        scheme.validate(settings, from_env)
     except scheme.SchemeError as exc:
         raise KnocksshError(f"{entry.label}: {exc}") from None
     return settings

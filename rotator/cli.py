@@ -7,11 +7,20 @@ import os
 import subprocess
 import sys
 import time
+from typing import NoReturn
 
 from . import apply, knockdconf
 from .knockdconf import ConfError
 from .rotation import Rotation, extra_runs, rotate
-from .scheme import SchemeError, Settings, settings_from_env, utf8, validate, whole_number
+from .scheme import (
+    ENV_NAMES,
+    SchemeError,
+    Settings,
+    settings_from_env,
+    utf8,
+    validate,
+    whole_number,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,8 +37,24 @@ def unix_seconds(text: str) -> int:
     return value
 
 
+def seconds(text: str) -> int:
+    """A duration for --grace: a whole number of seconds, checked as text."""
+    value = whole_number(text)
+    if value is None or value < 0:
+        raise argparse.ArgumentTypeError("a whole number of seconds, at most 12 digits")
+    return value
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a mistake on the command line said in one line (its usage
+    block would make it several)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (try --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="knockssh-rotator",
         description="Rewrite the *_ROTATOR sections of knockd.conf with the current "
         "sequence and reload knockd (SIGHUP, never a restart). Settings come from "
@@ -43,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--at", type=unix_seconds, help="act as if now were UNIX_SECONDS (tests)")
     p.add_argument(
         "--grace",
-        type=int,
+        type=seconds,
         default=0,
         metavar="SECONDS",
         help="keep the previous period's sequence valid this long after a boundary",
@@ -102,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, out: Out) -> int:
     settings = settings_from_env(os.environ)
-    for warning in validate(settings):
+    for warning in validate(settings, ENV_NAMES):
         out.warn(warning)
     if args.grace < 0 or args.grace >= settings.period:
         raise SchemeError(f"--grace must be from 0 to less than the period ({settings.period}s)")

@@ -119,7 +119,18 @@ def parse(text: str) -> list[Section]:
     return sections
 
 
+def _is_utf8(text: str) -> bool:
+    """False for text read with surrogateescape from bytes that are not UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_sequence(value: str) -> str | None:
+    if not value.isascii() and not _is_utf8(value):
+        return "the sequence is not valid UTF-8 text"
     items = value.split(",")
     if len(items) > MAX_LENGTH:
         return f"too many ports in knock sequence ({len(items)} > {MAX_LENGTH})"
@@ -139,6 +150,10 @@ def rotator_sections(sections: list[Section]) -> list[Section]:
     for section in sections:
         if not section.is_rotator:
             continue
+        if section.name == SUFFIX:
+            raise ConfError(section.line + 1, f"section {SUFFIX}: no service name before {SUFFIX}")
+        if not section.name.isascii() and not _is_utf8(section.name):
+            raise ConfError(section.line + 1, "the section name is not valid UTF-8 text")
         if len(section.find("SEQUENCE")) != 1:
             raise ConfError(
                 section.line + 1, f"rotator section {section.name} needs exactly one sequence"

@@ -207,26 +207,49 @@ def entropy_bits(length: int, port_count: int) -> float:
     return length * math.log2(port_count) if port_count > 1 else 0.0
 
 
-def validate(settings: Settings) -> list[str]:
-    """Raise SchemeError for a setting the scheme refuses; return warnings (not printed)."""
+ENV_NAMES = {  # where settings_from_env takes each setting from
+    "secret": ENV_PREFIX + "SECRET",
+    "length": ENV_PREFIX + "LENGTH",
+    "ports": ENV_PREFIX + "PORTS",
+    "period": ENV_PREFIX + "PERIOD_MODULO",
+    "proto_modulo": ENV_PREFIX + "PROTO_MODULO",
+    "server_interval": ENV_PREFIX + "SERVER_INTERVAL",
+}
+MAX_PERIOD = 10**9  # seconds (31 years)
+MAX_PROTO_MODULO = 65536
+
+
+def validate(settings: Settings, named: Mapping[str, str] | None = None) -> list[str]:
+    """Raise SchemeError for a setting the scheme refuses; return warnings (not printed).
+    ``named`` says where each setting came from (a variable, a file's key): an error
+    starts with that name."""
+
+    def refuse(field: str, message: str) -> SchemeError:
+        where = (named or {}).get(field)
+        return SchemeError(f"{where}: {message}" if where else message)
+
     if not settings.secret:
-        raise SchemeError(f"{ENV_PREFIX}SECRET is required (the shared secret)")
+        raise refuse("secret", "the shared secret is required")
     if len(settings.secret) < MIN_SECRET_CHARS:
-        raise SchemeError(f"the secret must be at least {MIN_SECRET_CHARS} characters long")
+        raise refuse("secret", f"the secret must be at least {MIN_SECRET_CHARS} characters long")
     if settings.length < MIN_LENGTH:
-        raise SchemeError(f"sequence length {settings.length} is below {MIN_LENGTH}")
+        raise refuse("length", f"sequence length {settings.length} is below {MIN_LENGTH}")
     if settings.length > MAX_LENGTH:
-        raise SchemeError(
-            f"sequence length {settings.length} is above knockd's limit of {MAX_LENGTH}"
+        raise refuse(
+            "length", f"sequence length {settings.length} is above knockd's limit of {MAX_LENGTH}"
         )
     if len(settings.ports) < 2:
-        raise SchemeError("the port list must hold at least 2 ports")
-    if settings.period <= 0:
-        raise SchemeError(f"period {settings.period} must be a positive number of seconds")
-    if settings.proto_modulo < 0:
-        raise SchemeError(f"proto_modulo {settings.proto_modulo} must be 0 or positive")
-    if settings.server_interval <= 0:
-        raise SchemeError(f"server interval {settings.server_interval} must be positive")
+        raise refuse("ports", "the port list must hold at least 2 ports")
+    if not 1 <= settings.period <= MAX_PERIOD:
+        raise refuse("period", f"period {settings.period} must be from 1 to {MAX_PERIOD} seconds")
+    if not 0 <= settings.proto_modulo <= MAX_PROTO_MODULO:
+        raise refuse(
+            "proto_modulo", f"proto_modulo {settings.proto_modulo} must be from 0 to 65536"
+        )
+    if not 1 <= settings.server_interval <= MAX_PERIOD:
+        raise refuse(
+            "server_interval", f"server interval {settings.server_interval} must be positive"
+        )
     # length * log2(ports) < 40, exactly, in whole numbers
     if len(settings.ports) ** settings.length < 2**MIN_ENTROPY_BITS:
         raise SchemeError(

@@ -47,15 +47,23 @@ def test_warnings_go_to_stderr():
 @pytest.mark.parametrize(
     "env,args,message",
     [
-        ({"KNOCKD_ROTATOR_SECRET": ""}, ["ssh"], b"KNOCKD_ROTATOR_SECRET is required"),
+        (
+            {"KNOCKD_ROTATOR_SECRET": ""},
+            ["ssh"],
+            b"KNOCKD_ROTATOR_SECRET: the shared secret is required",
+        ),
         ({"KNOCKD_ROTATOR_SECRET": "short"}, ["ssh"], b"at least 10"),
         ({"KNOCKD_ROTATOR_LENGTH": "ten"}, ["ssh"], b"KNOCKD_ROTATOR_LENGTH"),
         ({"KNOCKD_ROTATOR_LENGTH": "4"}, ["ssh"], b"below 5"),
         ({"KNOCKD_ROTATOR_LENGTH": "40"}, ["ssh"], b"limit of 32"),
         ({"KNOCKD_ROTATOR_PORTS": "2000,2000"}, ["ssh"], b"duplicate"),
         ({"KNOCKD_ROTATOR_PORTS": "2000-2001"}, ["ssh"], b"entropy"),
-        ({"KNOCKD_ROTATOR_PERIOD_MODULO": "0"}, ["ssh"], b"positive"),
-        ({"KNOCKD_ROTATOR_PROTO_MODULO": "-2"}, ["ssh"], b"0 or positive"),
+        ({"KNOCKD_ROTATOR_PERIOD_MODULO": "0"}, ["ssh"], b"KNOCKD_ROTATOR_PERIOD_MODULO: period 0"),
+        (
+            {"KNOCKD_ROTATOR_PROTO_MODULO": "-2"},
+            ["ssh"],
+            b"KNOCKD_ROTATOR_PROTO_MODULO: proto_modulo -2 must be from 0 to 65536",
+        ),
         ({}, [], b"usage"),
         ({}, ["ssh", "--offset", "x"], b"--offset"),
         ({}, ["ssh", "--bogus"], b"unknown option"),

@@ -249,6 +249,6 @@ def test_check_describes_secrets_without_running_secret_command(tmp_path):
     out = done.stdout.decode()
     assert not ran.exists()  # the command was not run
     assert "secret: from secret_command sh (not run by check)" in out
-    assert "error: secret: shorter than the scheme's 10 characters" in out
+    assert f"error: secret: secret_file {short}: the secret must be at least 10" in out
     assert "error: secret: " in out and "UNSET_HERE is not set" in out
     assert "entropy" in out and done.returncode == 1

@@ -166,8 +166,10 @@ def base(**kw):
         (base(length=4), "below 5"),
         (base(length=33), "limit of 32"),
         (base(ports=(2000, 2001), length=32), "entropy"),
-        (base(period=0), "positive"),
-        (base(proto_modulo=-1), "0 or positive"),
+        (base(period=0), "from 1 to 1000000000 seconds"),
+        (base(proto_modulo=-1), "must be from 0 to 65536"),
+        (base(proto_modulo=65537), "must be from 0 to 65536"),
+        (base(period=10**9 + 1), "from 1 to 1000000000 seconds"),
     ],
 )
 def test_validation_errors(settings_, message):

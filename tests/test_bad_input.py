@@ -1,0 +1,398 @@
+"""Every user mistake: one stderr line naming the place, a non-zero exit, no traceback,
+every input file byte-for-byte and mode unchanged, no secret in any output.
+
+Each case is a real process (the programs as users start them) in a directory of its
+own: a mapping file, a knockd.conf, secret files, an environment. Nothing here
+reaches the network: every case fails before a knock or a connection.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from helpers import ROOT, SECRET
+
+PROGRAMS = {
+    "knockssh": [sys.executable, "-c", "from knockssh.cli import run; run()"],
+    "knockssh-rotator": [
+        sys.executable,
+        "-c",
+        "import sys; from rotator.cli import main; sys.exit(main())",
+    ],
+}
+for _name in ("ssh", "scp", "rsync"):
+    PROGRAMS[f"knockssh-{_name}"] = [
+        sys.executable,
+        "-c",
+        f"import sys; from knockssh.wrappers import {_name}_main; sys.exit({_name}_main())",
+    ]
+
+HOSTS = "config/knockssh/hosts.toml"  # where XDG_CONFIG_HOME puts it
+CONF = "knockd.conf"
+GOOD_SECRET_FILE = "good.secret"
+HOST = '[[host]]\nmatch = ["h.test"]\nservice = "ssh"\nsecret_file = "{tmp}/good.secret"\n'
+KNOCKD_CONF = (
+    "[options]\n  UseSyslog\n\n[ssh_ROTATOR]\n  sequence = 7000,8000,9000\n"
+    "  seq_timeout = 10\n  start_command = /bin/true %IP%\n"
+)
+
+
+@dataclass
+class Case:
+    id: str
+    argv: list[str | bytes]  # the program's name first
+    place: str  # what the one line must name ({tmp} is the case's directory)
+    files: dict[str, str | bytes] = field(default_factory=dict)
+    env: dict[str, str | bytes] = field(default_factory=dict)
+    modes: dict[str, int] = field(default_factory=dict)
+    code: int | None = None  # None: any non-zero status
+    stdin: bytes = b""
+
+
+def mapping(text: str, *, host: str = HOST) -> dict[str, str | bytes]:
+    return {HOSTS: text + "\n" + host, GOOD_SECRET_FILE: SECRET + "\n"}
+
+
+# -- the mapping file ---------------------------------------------------------------
+
+BAD_VALUES = [  # (key = value, what the message names)
+    ("period = 0", "period"),
+    ("period = -5", "period"),
+    ("period = 1" + "0" * 400, "period"),
+    ('period = "600"', "period"),
+    ("period = 1.5", "period"),
+    ("period = true", "period"),
+    ("length = 4", "length"),
+    ("length = 33", "length"),
+    ("length = 1" + "0" * 30, "length"),
+    ('ports = "abc"', "ports"),
+    ('ports = "70000"', "ports"),
+    ('ports = ""', "ports"),
+    ('ports = "9000-2000"', "ports"),
+    ("ports = 2000", "ports"),
+    ("proto_modulo = 70000", "proto_modulo"),
+    ("proto_modulo = -1", "proto_modulo"),
+    ("connect_timeout = inf", "connect_timeout"),
+    ("connect_timeout = nan", "connect_timeout"),
+    ("connect_timeout = 0", "connect_timeout"),
+    ("connect_timeout = 3601", "connect_timeout"),
+    ("connect_timeout = 1" + "0" * 400, "connect_timeout"),
+    ("clock_skew = -1", "clock_skew"),
+    ("clock_skew = 1e9", "clock_skew"),
+    ("knock_delay_ms = -1", "knock_delay_ms"),
+    ("knock_delay_ms = 10001", "knock_delay_ms"),
+    ("perod = 600", "perod"),
+    ('service = ""', "service"),
+    ("service = 5", "service"),
+]
+
+
+def mapping_cases() -> Iterator[Case]:
+    commands = {
+        "check": ["knockssh", "check"],
+        "proxy": ["knockssh", "h.test", "22"],
+        "knock": ["knockssh", "knock", "h.test"],
+    }
+    for line, key in BAD_VALUES:
+        for where, files in (
+            ("defaults", mapping("[defaults]\n" + line)),
+            ("host", {HOSTS: HOST + line + "\n", GOOD_SECRET_FILE: SECRET + "\n"}),
+        ):
+            for name, argv in commands.items():
+                if where == "host" and name != "proxy":
+                    continue  # one command is enough for the second place
+                yield Case(f"{where}-{key}-{line[:24]}-{name}", argv, f"hosts.toml&{key}", files)
+    broken = [
+        ("not-toml", "[[host]\n", "hosts.toml&line 1"),
+        ("duplicate-key", '[[host]]\nmatch = ["a"]\nmatch = ["b"]\n', "hosts.toml&line 3"),
+        ("unterminated-string", '[[host]]\nmatch = ["a\n', "hosts.toml&line 2"),
+        ("no-match", '[[host]]\nservice = "ssh"\n', "match"),
+        ("empty-match", "[[host]]\nmatch = []\n", "match"),
+        ("match-number", "[[host]]\nmatch = 5\n", "match"),
+        ("unknown-table", "[hosts]\nx = 1\n", "hosts"),
+        ("host-not-array", "host = 5\n", "host"),
+        ("defaults-not-table", "defaults = 5\n", "defaults"),
+        ("bad-sequence", '[[host]]\nmatch = ["h.test"]\nsequence = "abc"\n', "sequence"),
+        ("sequence-port", '[[host]]\nmatch = ["h.test"]\nsequence = "70000"\n', "sequence"),
+        ("command-string", '[[host]]\nmatch = ["h.test"]\nsecret_command = "pass"\n', "secret_command"),
+        ("command-empty", '[[host]]\nmatch = ["h.test"]\nsecret_command = []\n', "secret_command"),
+        ("two-secrets", HOST + 'secret_env = "X"\n', "secret"),
+        ("not-utf8", b'[[host]]\nmatch = ["h\xff"]\n', "hosts.toml"),
+    ]  # fmt: skip
+    for name, text, place in broken:
+        files: dict[str, str | bytes] = {HOSTS: text, GOOD_SECRET_FILE: SECRET + "\n"}
+        yield Case(f"file-{name}-check", ["knockssh", "check"], place, files)
+        yield Case(f"file-{name}-proxy", ["knockssh", "h.test", "22"], place, files)
+    yield Case("file-missing", ["knockssh", "check", "--config", "{tmp}/nope.toml"], "nope.toml")
+    yield Case(
+        "file-is-directory",
+        ["knockssh", "check", "--config", "{tmp}"],
+        "{tmp}",
+    )
+    yield Case("config-empty", ["knockssh", "check", "--config", ""], "--config")
+
+
+# -- secrets ---------------------------------------------------------------------
+
+
+def secret_cases() -> Iterator[Case]:
+    def host(line: str) -> str:
+        return '[[host]]\nmatch = ["h.test"]\nservice = "ssh"\n' + line + "\n"
+
+    sources: list[tuple[str, str, dict[str, str | bytes], dict[str, str | bytes], str]] = [
+        ("file-missing", 'secret_file = "{tmp}/none.secret"', {}, {}, "none.secret"),
+        ("file-empty", 'secret_file = "{tmp}/s"', {"s": ""}, {}, "{tmp}/s"),
+        ("file-blank", 'secret_file = "{tmp}/s"', {"s": "  \n\t\n"}, {}, "{tmp}/s"),
+        ("file-short", 'secret_file = "{tmp}/s"', {"s": "abc\n"}, {}, "{tmp}/s"),
+        ("file-not-utf8", 'secret_file = "{tmp}/s"', {"s": b"abcdefghijkl\xff\n"}, {}, "{tmp}/s"),
+        ("file-directory", 'secret_file = "{tmp}"', {}, {}, "{tmp}"),
+        ("env-unset", 'secret_env = "KS_SECRET"', {}, {}, "KS_SECRET"),
+        ("env-empty", 'secret_env = "KS_SECRET"', {}, {"KS_SECRET": ""}, "KS_SECRET"),
+        ("env-blank", 'secret_env = "KS_SECRET"', {}, {"KS_SECRET": "   "}, "KS_SECRET"),
+        ("env-short", 'secret_env = "KS_SECRET"', {}, {"KS_SECRET": "abc"}, "KS_SECRET"),
+        ("env-not-utf8", 'secret_env = "KS_SECRET"', {}, {"KS_SECRET": b"abcdefghijkl\xff"}, "KS_SECRET"),
+        ("command-missing", 'secret_command = ["/nonexistent/pass"]', {}, {}, "secret_command"),
+        ("command-fails", 'secret_command = ["false"]', {}, {}, "secret_command"),
+        ("command-silent", 'secret_command = ["true"]', {}, {}, "secret_command"),
+        ("command-blank", 'secret_command = ["echo", "   "]', {}, {}, "secret_command"),
+        ("command-not-utf8", 'secret_command = ["printf", "abcdefghijkl\\\\377"]', {}, {}, "secret_command"),
+        ("command-hangs", 'secret_command = ["sh", "-c", "sleep 30 & sleep 30"]\nconnect_timeout = 0.5', {}, {}, "secret_command"),
+        ("inline-short", 'secret = "abc"', {}, {}, "secret"),
+        ("inline-blank", 'secret = "      "', {}, {}, "secret"),
+        ("none", "", {}, {}, "secret"),
+    ]  # fmt: skip
+    for name, line, extra, env, place in sources:
+        files: dict[str, str | bytes] = {HOSTS: host(line), **extra}
+        modes = {"s": 0o600} if "s" in extra else {}
+        for command, argv in (
+            ("proxy", ["knockssh", "h.test", "22"]),
+            ("knock", ["knockssh", "knock", "h.test"]),
+        ):
+            yield Case(f"secret-{name}-{command}", list(argv), place, files, env, modes)  # type: ignore[arg-type]
+
+
+# -- the environment and the command line ------------------------------------------
+
+ENV_VALUES = [
+    ("SECRET", None, "KNOCKD_ROTATOR_SECRET"),
+    ("SECRET", "", "KNOCKD_ROTATOR_SECRET"),
+    ("SECRET", "short", "KNOCKD_ROTATOR_SECRET"),
+    ("SECRET", b"abcdefghijkl\xff", "KNOCKD_ROTATOR_SECRET"),
+    ("PERIOD_MODULO", "0", "KNOCKD_ROTATOR_PERIOD_MODULO"),
+    ("PERIOD_MODULO", "-1", "KNOCKD_ROTATOR_PERIOD_MODULO"),
+    ("PERIOD_MODULO", "abc", "KNOCKD_ROTATOR_PERIOD_MODULO"),
+    ("PERIOD_MODULO", "1.5", "KNOCKD_ROTATOR_PERIOD_MODULO"),
+    ("PERIOD_MODULO", "1" * 401, "KNOCKD_ROTATOR_PERIOD_MODULO"),
+    ("LENGTH", "4", "KNOCKD_ROTATOR_LENGTH"),
+    ("LENGTH", "33", "KNOCKD_ROTATOR_LENGTH"),
+    ("LENGTH", "x", "KNOCKD_ROTATOR_LENGTH"),
+    ("PORTS", "abc", "KNOCKD_ROTATOR_PORTS"),
+    ("PORTS", "70000", "KNOCKD_ROTATOR_PORTS"),
+    ("PORTS", "9000-2000", "KNOCKD_ROTATOR_PORTS"),
+    ("PROTO_MODULO", "70000", "KNOCKD_ROTATOR_PROTO_MODULO"),
+    ("PROTO_MODULO", "x", "KNOCKD_ROTATOR_PROTO_MODULO"),
+    ("SERVER_INTERVAL", "x", "KNOCKD_ROTATOR_SERVER_INTERVAL"),
+]
+
+
+def env_cases() -> Iterator[Case]:
+    for name, value, place in ENV_VALUES:
+        env: dict[str, str | bytes] = {} if name == "SECRET" else {"KNOCKD_ROTATOR_SECRET": SECRET}
+        if value is not None:
+            env["KNOCKD_ROTATOR_" + name] = value
+        label = f"{name}-{str(value)[:12]}"
+        if name != "SERVER_INTERVAL":  # the client has no use for it
+            yield Case(f"env-{label}-generate", ["knockssh", "generate", "ssh"], place, {}, env)
+        yield Case(
+            f"env-{label}-rotator",
+            ["knockssh-rotator", "--config", "{tmp}/knockd.conf", "--no-reload"],
+            place,
+            {CONF: KNOCKD_CONF},
+            env,
+        )
+
+
+def command_line_cases() -> Iterator[Case]:
+    env: dict[str, str | bytes] = {"KNOCKD_ROTATOR_SECRET": SECRET}
+    hosts = mapping("")
+    cases: list[tuple[str, list[str | bytes], str, int | None]] = [
+        ("no-args", ["knockssh"], "HOST PORT", 2),
+        ("three-args", ["knockssh", "a", "b", "c"], "c", 2),
+        ("unknown-option", ["knockssh", "-x", "h.test", "22"], "-x", 2),
+        ("port-zero", ["knockssh", "h.test", "0"], "port", 2),
+        ("port-big", ["knockssh", "h.test", "70000"], "port", 2),
+        ("port-5000-digits", ["knockssh", "h.test", "9" * 5000], "port", 2),
+        ("offset-word", ["knockssh", "--offset", "x", "h.test", "22"], "--offset", 2),
+        ("offset-huge", ["knockssh", "--offset", "9" * 401, "h.test", "22"], "--offset", 2),
+        ("config-no-value", ["knockssh", "h.test", "22", "--config"], "--config", 2),
+        ("both-families", ["knockssh", "-4", "-6", "h.test", "22"], "-4", 2),
+        ("generate-nothing", ["knockssh", "generate"], "SERVICE", 2),
+        ("generate-at-word", ["knockssh", "generate", "ssh", "--at", "x"], "--at", 2),
+        ("generate-at-huge", ["knockssh", "generate", "ssh", "--at", "9" * 401], "--at", 2),
+        ("generate-service-not-utf8", ["knockssh", "generate", b"ss\xffh"], "argument 2", 2),
+        ("generate-two", ["knockssh", "generate", "a", "b"], "SERVICE", 2),
+        ("check-host-not-utf8", ["knockssh", "check", b"bad\xffhost"], "argument 2", 2),
+        ("knock-nothing", ["knockssh", "knock"], "HOST", 2),
+        ("knock-unknown-host", ["knockssh", "knock", "nowhere.test"], "nowhere.test", None),
+        ("idna-too-long", ["knockssh", "é" * 70 + ".example", "22"], "é", None),
+        ("host-with-newline", ["knockssh", "knock", "bad\nhost"], "bad\\nhost", None),
+        ("host-not-utf8", ["knockssh", b"h\xff.test", "22"], "argument 1", 2),
+    ]
+    for name, argv, place, code in cases:
+        yield Case(f"cli-{name}", argv, place, hosts, env, code=code)
+    rotator: list[tuple[str, list[str | bytes], str, dict[str, str | bytes]]] = [
+        ("missing-dir", ["--config", "{tmp}/nope/knockd.conf", "--no-reload"], "{tmp}/nope", {}),
+        ("missing-file", ["--config", "{tmp}/none.conf", "--no-reload"], "none.conf", {}),
+        ("config-empty", ["--config", "", "--no-reload"], "--config", {}),
+        ("config-directory", ["--config", "{tmp}", "--no-reload"], "{tmp}", {}),
+        ("at-word", ["--config", "{tmp}/knockd.conf", "--at", "x", "--dry-run"], "--at", {}),
+        ("at-huge", ["--config", "{tmp}/knockd.conf", "--at", "9" * 401, "--dry-run"], "--at", {}),
+        ("grace-negative", ["--config", "{tmp}/knockd.conf", "--grace", "-1", "--dry-run"], "--grace", {}),
+        ("grace-word", ["--config", "{tmp}/knockd.conf", "--grace", "x", "--dry-run"], "--grace", {}),
+        ("pidfile-missing", ["--config", "{tmp}/knockd.conf", "--pidfile", "{tmp}/none.pid"], "none.pid", {}),
+        ("pidfile-garbage", ["--config", "{tmp}/knockd.conf", "--pidfile", "{tmp}/bad.pid"], "bad.pid", {"bad.pid": "knockd\n"}),
+        ("pidfile-dead", ["--config", "{tmp}/knockd.conf", "--pidfile", "{tmp}/dead.pid"], "dead.pid", {"dead.pid": "999999999\n"}),
+        ("unknown-option", ["--config", "{tmp}/knockd.conf", "--frobnicate"], "--frobnicate", {}),
+        ("config-not-utf8", ["--config", b"{tmp}/knockd\xff.conf", "--no-reload"], "argument 2", {}),
+    ]  # fmt: skip
+    for name, args, place, extra in rotator:
+        files = {CONF: KNOCKD_CONF, **extra}
+        yield Case(f"rotator-{name}", ["knockssh-rotator", *args], place, files, env)
+    yield Case(
+        "rotator-no-systemctl",
+        ["knockssh-rotator", "--config", "{tmp}/knockd.conf"],
+        "systemctl",
+        {CONF: KNOCKD_CONF},
+        {**env, "PATH": "{tmp}"},
+    )
+
+
+# -- knockd.conf ------------------------------------------------------------------
+
+
+def knockd_conf_cases() -> Iterator[Case]:
+    env: dict[str, str | bytes] = {"KNOCKD_ROTATOR_SECRET": SECRET}
+    confs: list[tuple[str, str | bytes, str]] = [
+        ("unclosed-section", "[ssh_ROTATOR\n  sequence = 1,2,3\n", "knockd.conf&line 1"),
+        ("section-not-utf8", b"[ss\xffh_ROTATOR]\n  sequence = 1,2,3\n", "line 1&UTF-8"),
+        ("value-not-utf8", b"[ssh_ROTATOR]\n  sequence = 1,2,\xff\n", "line 2&UTF-8"),
+        ("bad-port", "[ssh_ROTATOR]\n  sequence = 1,2,99999\n", "line 2&99999"),
+        ("bad-protocol", "[ssh_ROTATOR]\n  sequence = 1:sctp,2\n", "line 2&sctp"),
+        ("unknown-directive", "[ssh_ROTATOR]\n  sequence = 1,2\n  frob = 1\n", "line 3&frob"),
+        ("one-time", "[ssh_ROTATOR]\n  sequence = 1,2\n  one_time_sequences = /x\n", "ssh_ROTATOR"),
+        ("no-sequence", "[ssh_ROTATOR]\n  seq_timeout = 10\n", "ssh_ROTATOR"),
+        ("two-sequences", "[ssh_ROTATOR]\n  sequence = 1,2,3\n  sequence = 4,5,6\n", "ssh_ROTATOR"),
+        ("twice", "[ssh_ROTATOR]\n  sequence = 1,2\n[ssh_ROTATOR]\n  sequence = 1,2\n", "ssh_ROTATOR"),
+        ("empty-service", "[_ROTATOR]\n  sequence = 1,2,3\n", "_ROTATOR"),
+        ("binary", b"\x00\x01\x02\xff\xfe", "knockd.conf"),
+    ]  # fmt: skip
+    for name, text, place in confs:
+        for mode in ("--no-reload", "--dry-run"):
+            argv = ["knockssh-rotator", "--config", "{tmp}/knockd.conf", mode]
+            yield Case(f"conf-{name}{mode}", list(argv), place, {CONF: text}, env)  # type: ignore[arg-type]
+
+
+def wrapper_cases() -> Iterator[Case]:
+    empty: dict[str, str | bytes] = {"PATH": "{tmp}/empty"}
+    yield Case(
+        "wrap-ssh-missing",
+        ["knockssh-ssh", "h.test"],
+        "ssh is not installed",
+        {"empty/.keep": ""},
+        empty,
+        code=127,
+    )
+    yield Case(
+        "wrap-scp-missing",
+        ["knockssh-scp", "a", "h.test:b"],
+        "scp is not installed",
+        {"empty/.keep": ""},
+        empty,
+        code=127,
+    )
+    yield Case(
+        "wrap-rsync-missing",
+        ["knockssh-rsync", "a", "h.test:b"],
+        "rsync is not installed",
+        {"empty/.keep": ""},
+        empty,
+        code=127,
+    )
+    yield Case("wrap-own-ssh-missing", ["knockssh-ssh", "h.test"], "/nonexistent/ssh is not installed", {}, {"KNOCKSSH_SSH": "/nonexistent/ssh"}, code=127)  # fmt: skip
+
+
+CASES = [
+    *mapping_cases(),
+    *secret_cases(),
+    *env_cases(),
+    *command_line_cases(),
+    *knockd_conf_cases(),
+    *wrapper_cases(),
+]
+
+
+def test_the_table_is_large_and_every_id_unique():
+    assert len(CASES) >= 150
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+def fill(value: str | bytes, tmp: str) -> str | bytes:
+    if isinstance(value, bytes):
+        return value.replace(b"{tmp}", os.fsencode(tmp))
+    return value.replace("{tmp}", tmp)
+
+
+def snapshot(root: str) -> dict[str, tuple[bytes, int]]:
+    """Every file under ``root`` but the client's own state: content and mode."""
+    found = {}
+    for top, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in ("state", "run")]
+        for name in files:
+            path = os.path.join(top, name)
+            with open(path, "rb") as f:
+                found[path] = (f.read(), stat.S_IMODE(os.lstat(path).st_mode))
+    return found
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, tmp_path):
+    tmp = str(tmp_path)
+    for name, content in case.files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = fill(content, tmp)
+        path.write_bytes(data if isinstance(data, bytes) else data.encode())
+        path.chmod(case.modes.get(name, 0o600))
+    env: dict[str | bytes, str | bytes] = {
+        "PATH": os.environ["PATH"],
+        "HOME": tmp,
+        "XDG_CONFIG_HOME": os.path.join(tmp, "config"),
+        "XDG_STATE_HOME": os.path.join(tmp, "state"),
+        "XDG_RUNTIME_DIR": os.path.join(tmp, "run"),
+        "PYTHONPATH": ROOT,
+        "LC_ALL": "C.UTF-8",
+    }
+    env.update({k: fill(v, tmp) for k, v in case.env.items()})
+    before = snapshot(tmp)
+    program, *args = case.argv
+    argv = [*PROGRAMS[str(program)], *(fill(a, tmp) for a in args)]
+    done = subprocess.run(
+        argv, input=case.stdin, capture_output=True, env=env, cwd=tmp, timeout=30, check=False
+    )
+    err = done.stderr.decode(errors="replace")
+    shown = f"stderr={err!r} stdout={done.stdout[:300]!r}"
+    assert done.returncode != 0, shown
+    if case.code is not None:
+        assert done.returncode == case.code, shown
+    assert "Traceback" not in err, shown
+    assert err.endswith("\n") and err.count("\n") == 1, shown
+    place = fill(case.place, tmp)
+    assert all(p in err for p in str(place).split("&")), f"{place!r} not named: {shown}"
+    assert SECRET.encode() not in done.stdout + done.stderr
+    assert snapshot(tmp) == before, "an input file changed"
