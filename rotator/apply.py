@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import os
 import signal
 import subprocess
@@ -276,13 +277,14 @@ def reload_and_verify(reloader: Reloader, logfile: str | None, timeout: float = 
 
 def schedule_run(at: int, now: float, unit: str) -> list[str]:
     """A one-off run of our own service at ``at`` (no secret on any command line:
-    the service reads it from its EnvironmentFile or credential)."""
-    delay = max(1, int(at - now) + 1)
+    the service reads it from its EnvironmentFile or credential). It fires at the
+    boundary or up to 0.1 s after, never before: in milliseconds, rounded up."""
+    delay_ms = max(1, math.ceil((at - now) * 1000))
     return [
         "systemd-run",
-        f"--on-active={delay}s",
+        f"--on-active={delay_ms}ms",
         f"--unit=knockssh-rotator-at-{at}",
-        "--timer-property=AccuracySec=1s",
+        "--timer-property=AccuracySec=100ms",
         f"--description=knockssh-rotator run at {at}",
         "systemctl",
         "start",

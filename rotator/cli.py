@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from typing import NoReturn
 
 from . import apply, knockdconf
@@ -35,6 +36,24 @@ def unix_seconds(text: str) -> int:
     if value is None or value < 0:
         raise argparse.ArgumentTypeError("a whole number of UNIX seconds, at most 12 digits")
     return value
+
+
+GRACE_ENV = "KNOCKD_ROTATOR_GRACE"
+
+
+def grace_of(given: int | None, env: Mapping[str, str]) -> tuple[int, str]:
+    """The grace in seconds and where it came from: --grace, else KNOCKD_ROTATOR_GRACE
+    (so the unit need not fix it), else none."""
+    if given is not None:
+        return given, "--grace"
+    text = utf8(env.get(GRACE_ENV, ""), GRACE_ENV).strip()
+    if not text:
+        return 0, GRACE_ENV
+    value = whole_number(text)
+    if value is None or value < 0:
+        shown = text if len(text) <= 24 else text[:20] + "..."
+        raise SchemeError(f"{GRACE_ENV}={shown!r} is not a whole number of seconds")
+    return value, GRACE_ENV
 
 
 def seconds(text: str) -> int:
@@ -69,9 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--grace",
         type=seconds,
-        default=0,
         metavar="SECONDS",
-        help="keep the previous period's sequence valid this long after a boundary",
+        help="keep the previous period's sequence valid this long after a boundary "
+        "(default $KNOCKD_ROTATOR_GRACE, else 0)",
     )
     p.add_argument("--no-schedule", action="store_true", help="never schedule a boundary run")
     p.add_argument(
@@ -125,12 +144,38 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+CREDENTIAL = "secret"  # LoadCredential=secret:/etc/knockssh/secret
+
+
+def environment(env: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The settings' environment, and where the secret came from: the variable, else
+    the systemd credential ``secret`` ($CREDENTIALS_DIRECTORY/secret: only this
+    service's processes can read it, and it is in no environment)."""
+    values, named = dict(env), dict(ENV_NAMES)
+    directory = env.get("CREDENTIALS_DIRECTORY")
+    if not env.get(ENV_NAMES["secret"]) and directory:
+        path = os.path.join(directory, CREDENTIAL)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return values, named
+        except OSError as exc:
+            raise apply.ApplyError(f"{path}: cannot read: {exc.strerror}") from None
+        text = data.decode("utf-8", errors="surrogateescape").rstrip("\r\n")
+        values[ENV_NAMES["secret"]] = utf8(text, f"credential {path}")
+        named["secret"] = f"credential {path}"
+    return values, named
+
+
 def run(args: argparse.Namespace, out: Out) -> int:
-    settings = settings_from_env(os.environ)
-    for warning in validate(settings, ENV_NAMES):
+    env, named = environment(os.environ)
+    settings = settings_from_env(env)
+    for warning in validate(settings, named):
         out.warn(warning)
-    if args.grace < 0 or args.grace >= settings.period:
-        raise SchemeError(f"--grace must be from 0 to less than the period ({settings.period}s)")
+    args.grace, where = grace_of(args.grace, os.environ)
+    if args.grace >= settings.period:
+        raise SchemeError(f"{where} must be less than the period ({settings.period}s)")
     if not args.config:
         raise apply.ApplyError("--config: the path is empty")
     now = time.time() if args.at is None else float(args.at)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 SUFFIX = "_ROTATOR"
 MIN_SECRET_CHARS = 10
+PLACEHOLDER = "change-me"  # how every example secret we ship begins: refused as a secret
 MIN_LENGTH = 5
 MAX_LENGTH = 32  # knockd's SEQ_MAX
 MIN_ENTROPY_BITS = 40.0
@@ -232,6 +233,11 @@ def validate(settings: Settings, named: Mapping[str, str] | None = None) -> list
         raise refuse("secret", "the shared secret is required")
     if len(settings.secret) < MIN_SECRET_CHARS:
         raise refuse("secret", f"the secret must be at least {MIN_SECRET_CHARS} characters long")
+    if settings.secret.lower().startswith(PLACEHOLDER):
+        raise refuse(
+            "secret",
+            "this is the example's placeholder, not a secret: make one with `openssl rand -hex 64`",
+        )
     if settings.length < MIN_LENGTH:
         raise refuse("length", f"sequence length {settings.length} is below {MIN_LENGTH}")
     if settings.length > MAX_LENGTH:

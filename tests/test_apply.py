@@ -177,7 +177,8 @@ def test_dry_run_and_no_section(tmp_path, monkeypatch, capsys):
 
 def test_boundary_run_never_carries_the_secret():
     cmd = apply.schedule_run(1700006400, 1700006000, "knockssh-rotator.service")
-    assert cmd[:2] == ["systemd-run", "--on-active=401s"]
+    assert cmd[:2] == ["systemd-run", "--on-active=400000ms"]
+    assert apply.schedule_run(10, 9.9995, "u")[1] == "--on-active=1ms"  # rounded up, never early
     assert cmd[-3:] == ["systemctl", "start", "knockssh-rotator.service"]
     assert not any(SECRET in a or "SECRET" in a for a in cmd)
 
@@ -292,3 +293,39 @@ cat {tmp_path}/knockd.conf
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
     assert "cannot write: Read-only file system; left as it was" in done.stderr
     assert "changed" not in done.stdout
+
+
+def test_the_secret_from_a_systemd_credential_and_the_grace_from_the_environment(
+    tmp_path, monkeypatch, capsys
+):
+    """LoadCredential=secret:… puts the secret in $CREDENTIALS_DIRECTORY/secret; the
+    result is the same rotation as with KNOCKD_ROTATOR_SECRET."""
+    by_variable, by_credential = tmp_path / "a.conf", tmp_path / "b.conf"
+    for path in (by_variable, by_credential):
+        path.write_text(OLD.replace("LOG", str(tmp_path / "log")))
+    at = ["--at", str(1699984800 + 10), "--no-reload", "--no-schedule"]  # 10 s into a period
+    monkeypatch.setenv("KNOCKD_ROTATOR_SECRET", SECRET)
+    assert cli.main(["--config", str(by_variable), *at]) == 0
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "secret").write_text(SECRET + "\n")
+    monkeypatch.delenv("KNOCKD_ROTATOR_SECRET")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    monkeypatch.setenv("KNOCKD_ROTATOR_GRACE", "60")
+    assert cli.main(["--config", str(by_credential), *at]) == 0
+    out = capsys.readouterr().out
+    assert "(grace)" in out and SECRET not in out
+    assert by_credential.read_text().startswith(by_variable.read_text().rstrip("\n"))
+    assert "_GRACE" in by_credential.read_text() and "_GRACE" not in by_variable.read_text()
+
+
+def test_the_example_placeholder_is_refused_as_a_secret(tmp_path, monkeypatch, capsys):
+    with open(os.path.join(ROOT, "server", "rotator.env.example")) as f:
+        example = dict(line.split("=", 1) for line in f.read().splitlines() if "=" in line)
+    monkeypatch.setenv("KNOCKD_ROTATOR_SECRET", example["KNOCKD_ROTATOR_SECRET"])
+    path = tmp_path / "knockd.conf"
+    path.write_text(OLD.replace("LOG", str(tmp_path / "log")))
+    assert cli.main(["--config", str(path), "--no-reload"]) == 1
+    err = capsys.readouterr().err
+    assert "KNOCKD_ROTATOR_SECRET: this is the example's placeholder" in err
+    assert "openssl rand -hex 64" in err

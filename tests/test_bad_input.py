@@ -198,6 +198,14 @@ ENV_VALUES = [
     ("PROTO_MODULO", "70000", "KNOCKD_ROTATOR_PROTO_MODULO"),
     ("PROTO_MODULO", "x", "KNOCKD_ROTATOR_PROTO_MODULO"),
     ("SERVER_INTERVAL", "x", "KNOCKD_ROTATOR_SERVER_INTERVAL"),
+    (
+        "SECRET",
+        "change-me-to-the-output-of-openssl-rand-hex-64",
+        "KNOCKD_ROTATOR_SECRET&placeholder",
+    ),
+    ("GRACE", "x", "KNOCKD_ROTATOR_GRACE"),
+    ("GRACE", "21600", "KNOCKD_ROTATOR_GRACE&less than the period"),
+    ("GRACE", "9" * 401, "KNOCKD_ROTATOR_GRACE"),
 ]
 
 
@@ -207,7 +215,7 @@ def env_cases() -> Iterator[Case]:
         if value is not None:
             env["KNOCKD_ROTATOR_" + name] = value
         label = f"{name}-{str(value)[:12]}"
-        if name != "SERVER_INTERVAL":  # the client has no use for it
+        if name not in ("SERVER_INTERVAL", "GRACE"):  # the client has no use for them
             yield Case(f"env-{label}-generate", ["knockssh", "generate", "ssh"], place, {}, env)
         yield Case(
             f"env-{label}-rotator",
@@ -264,6 +272,13 @@ def command_line_cases() -> Iterator[Case]:
     for name, args, place, extra in rotator:
         files = {CONF: KNOCKD_CONF, **extra}
         yield Case(f"rotator-{name}", ["knockssh-rotator", *args], place, files, env)
+    yield Case(
+        "rotator-credential-unreadable",
+        ["knockssh-rotator", "--config", "{tmp}/knockd.conf", "--no-reload"],
+        "{tmp}/creds/secret",
+        {CONF: KNOCKD_CONF, "creds/secret/x": ""},
+        {"CREDENTIALS_DIRECTORY": "{tmp}/creds"},
+    )
     yield Case(
         "rotator-no-systemctl",
         ["knockssh-rotator", "--config", "{tmp}/knockd.conf"],
