@@ -30,12 +30,23 @@ import subprocess
 import sys
 import time
 
+import systemd_host
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import Any
 
 STATE_ROOT = "/run/knockssh-lab"
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HOSTS = ("netns", "systemd")
+# What an admin's root shell has; the secret and the lab's settings stay out of the guest
+GUEST_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": "/root",
+    "LANG": "C.UTF-8",
+    "DEBIAN_FRONTEND": "noninteractive",
+}
 SERVER_IP, CLIENT_IP, PREFIX = "198.18.0.1", "198.18.0.2", 24
 SERVER_IP6, CLIENT_IP6, PREFIX6 = "2001:2::1", "2001:2::2", 64
 SSH_PORT = 22
@@ -55,6 +66,8 @@ PACKAGES = {  # command -> Debian package
     "ip": "iproute2",
     "tcpdump": "tcpdump",
     "knock": "knockd",
+    "systemd-nspawn": "systemd-container",  # the systemd host (--host systemd)
+    "mmdebstrap": "mmdebstrap",
 }
 
 
@@ -468,18 +481,25 @@ class Lab:
         return subprocess.run(["ip", "netns", "exec", self.server_ns, *cmd], **kw)
 
     # lifecycle
-    def up(self, firewall: str = "iptables", link: str = "lan") -> None:
+    def up(self, firewall: str = "iptables", link: str = "lan", host: str = "netns") -> None:
         """Bring the lab up behind ``firewall`` over ``link``: a profile of LINKS, or a
-        spec such as ``delay=30ms,jitter=10ms,loss=1%`` (linkbridge.parse_spec)."""
+        spec such as ``delay=30ms,jitter=10ms,loss=1%`` (linkbridge.parse_spec).
+        ``host`` is ``netns`` (knockd and sshd run in the server namespace: fast) or
+        ``systemd`` (a booted Debian 12, set up by the README's server setup)."""
         if self.exists():
             return
+        if host not in HOSTS:
+            raise ValueError(f"unknown host {host!r} (choose from {', '.join(HOSTS)})")
         spec = link_spec(link)
         os.makedirs(self.dir, mode=0o700)
         try:
             with open(self.path("state.json"), "w") as f:
-                json.dump({"firewall": firewall, "link": link}, f)
+                json.dump({"firewall": firewall, "link": link, "host": host}, f)
             self._network(spec)
             self._files()
+            if host == "systemd":
+                self._systemd_host()
+                return
             self.firewall().install()
             self.rotate(reload=False)
             self.start_knockd()
@@ -487,6 +507,48 @@ class Lab:
         except BaseException:
             self.down()
             raise
+
+    def guest(self) -> systemd_host.Guest:
+        """The booted Debian of ``up(host="systemd")``: a copy of the checkout at /src,
+        read-only, with the wheel built from it in /src/dist."""
+        binds = {self.path("src"): "/src"}
+        return systemd_host.Guest(self.name, self.server_ns, self.path("guest"), binds)
+
+    def _systemd_host(self) -> None:
+        run(["ip", "route", "add", "default", "via", CLIENT_IP], ns=self.server_ns)
+        skip = shutil.ignore_patterns(
+            ".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache"
+        )
+        shutil.copytree(ROOT, self.path("src"), ignore=skip)
+        wheel = [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "-w",
+            self.path("src", "dist"),
+        ]
+        run([*wheel, self.path("src")])
+        guest = self.guest()
+        guest.boot()
+        with open(os.path.join(ROOT, "README.md")) as f:
+            setup = systemd_host.readme_server_setup(f.read())
+        for line in setup:
+            done = guest.shell(line, cwd="/src", check=False, env=GUEST_ENV)
+            if done.returncode != 0:
+                raise RuntimeError(f"README server setup: {line!r} failed: {done.stderr.strip()}")
+        with open(self.path("client_key.pub")) as f:
+            key = f.read()
+        guest.shell("install -d -m 700 /root/.ssh && cat > /root/.ssh/authorized_keys", input=key)
+        env = guest.run(["cat", "/etc/knockssh/rotator.env"]).stdout
+        found = dict(line.split("=", 1) for line in env.splitlines() if "=" in line)
+        os.unlink(self.path("secret"))  # the lab's own: the guest made the real one
+        write_private(self.path("secret"), found["KNOCKD_ROTATOR_SECRET"] + "\n")
+
+    def host(self) -> str:
+        return str(self._state().get("host", "netns"))
 
     def _network(self, spec: str | None) -> None:
         for ns in (self.server_ns, self.client_ns):
@@ -595,7 +657,8 @@ class Lab:
         return pid if _not_zombie(pid) else None  # a gone process has no /proc entry
 
     def pending_stops(self) -> list[int]:
-        """knockd's children still waiting out cmd_timeout to run a stop_command."""
+        """knockd's children still waiting out cmd_timeout to run a stop_command (the
+        lab's own knockd; the systemd host's are in its guest, see close_door)."""
         pid = self.knockd_pid()
         return _children(pid) if pid else []
 
@@ -619,6 +682,9 @@ class Lab:
         for child in self.pending_stops():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGKILL)
+        if self.host() == "systemd":
+            main = "$(systemctl show -p MainPID --value knockd.service)"
+            self.guest().shell(f"pkill -KILL -P {main} || true")
         self.firewall().close()
 
     def _state(self) -> dict[str, str]:
@@ -666,6 +732,8 @@ class Lab:
             run(["iptables", "-t", "nat", "-D", *masquerade], ns=self.client_ns, check=False)
 
     def down(self) -> None:
+        if os.path.isdir(self.path("guest")):
+            self.guest().stop()
         for ns in (self.server_ns, self.client_ns):
             _kill_netns_processes(ns)
             run(["ip", "netns", "del", ns], check=False)
@@ -791,6 +859,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default="knocklab")
     p.add_argument("--firewall", choices=["iptables", "nftables"], default="iptables")
     p.add_argument(
+        "--host",
+        choices=HOSTS,
+        default="netns",
+        help="netns: knockd and sshd in the server namespace (fast); systemd: a booted "
+        "Debian 12 (systemd-nspawn) set up by the README's server setup",
+    )
+    p.add_argument(
         "--link",
         default="lan",
         help=f"{', '.join(LINKS)}, or delay=...,jitter=...,loss=...,dup=...,rate=...,order=keep",
@@ -808,7 +883,7 @@ def main(argv: list[str] | None = None) -> int:
     lab = Lab(args.name)
     if args.action == "up":
         try:
-            lab.up(args.firewall, args.link)
+            lab.up(args.firewall, args.link, args.host)
         except ValueError as exc:
             print(f"lab: {exc}", file=sys.stderr)
             return 2

@@ -34,6 +34,21 @@ def lab():
         instance.down()
 
 
+@pytest.fixture(scope="module")
+def systemd_lab():
+    """A lab whose server is a booted Debian 12 (systemd-nspawn), set up by the
+    README's server setup; one per test module, always torn down."""
+    _require_lab()
+    instance = labmod.Lab(labmod.new_name())
+    instance.up(host="systemd")
+    try:
+        yield instance
+        for out in OUTPUTS:
+            assert instance.secret().encode() not in out, "the secret leaked into an output"
+    finally:
+        instance.down()
+
+
 BOUNDARY_MARGIN = 30  # seconds; longer than any one test takes
 
 

@@ -1,0 +1,205 @@
+"""The server as an admin builds it: a booted Debian 12 with systemd as PID 1
+(systemd-nspawn in the lab's server namespace), set up by running the README's
+"Server setup" commands as written. Then knockd, the rotator's units, the boundary
+runs and the client, for real."""
+
+import hashlib
+import os
+import re
+import time
+
+import pytest
+from helpers import ROOT
+from lab import wait_for, write_private
+from systemd_host import readme_server_setup
+
+pytestmark = pytest.mark.lab
+
+UNIT = "knockssh-rotator.service"
+RUNTIME_DROPIN = f"/run/systemd/system/{UNIT}.d"
+CLIENT_TIMEOUT = 60
+
+
+@pytest.fixture(scope="module")
+def host(systemd_lab):
+    return systemd_lab
+
+
+def sh(lab, command, **kw):
+    return lab.guest().shell(command, **kw)
+
+
+def ssh_in(lab, record, *cmd, hosts=None):
+    env = lab.client_env()
+    if hosts:
+        env["KNOCKSSH_CONFIG"] = hosts
+    argv = ["ssh", "-F", lab.ssh_config, "lab", *cmd]
+    return record(lab.in_client(argv, capture_output=True, env=env, timeout=CLIENT_TIMEOUT))
+
+
+def knockd_pid(lab):
+    return int(sh(lab, "systemctl show -p MainPID --value knockd.service").stdout)
+
+
+def sequence(lab):
+    return re.search(r"(?m)^\s*sequence\s*=\s*(\S+)", sh(lab, "cat /etc/knockd.conf").stdout)[1]
+
+
+def start_rotator(lab, *extra, check=True):
+    """One run of the rotator's service, with ``extra`` arguments through a drop-in
+    in /run (gone at the next boot), as an admin would override ExecStart."""
+    if extra:
+        conf = "[Service]\nExecStart=\nExecStart=/usr/local/bin/knockssh-rotator "
+        conf += " ".join(["--config", "/etc/knockd.conf", *extra]) + "\n"
+        sh(lab, f"mkdir -p {RUNTIME_DROPIN} && cat > {RUNTIME_DROPIN}/args.conf", input=conf)
+    else:
+        sh(lab, f"rm -f {RUNTIME_DROPIN}/args.conf")
+    sh(lab, "systemctl daemon-reload")
+    return sh(lab, f"systemctl start {UNIT}", check=check)
+
+
+def test_the_readme_server_setup_ran_as_written(host, record):
+    with open(os.path.join(ROOT, "README.md")) as f:
+        commands = readme_server_setup(f.read())
+    assert any("systemctl enable --now knockd.service" in c for c in commands)
+    assert sh(host, "ps -p 1 -o comm=").stdout.strip() == "systemd"
+    active = sh(host, "systemctl is-active knockd.service ssh.service knockssh-rotator.timer")
+    assert active.stdout.split() == ["active", "active", "active"]
+    modes = sh(host, "stat -c %a /etc/knockd.conf /etc/knockssh /etc/knockssh/rotator.env")
+    assert modes.stdout.split() == ["600", "700", "600"]
+    assert "knockd reloaded" in sh(host, f"journalctl -u {UNIT} -o cat").stdout
+    interface = sh(host, "ip -o route show default").stdout.split()[4]
+    assert f"Interface = {interface}" in sh(host, "cat /etc/knockd.conf").stdout
+
+
+def test_knocked_ssh_gets_into_the_booted_server(host, record):
+    host.close_door()
+    done = ssh_in(host, record, "ps -p 1 -o comm=")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().strip() == "systemd"  # the session runs in the guest
+    assert host.door_open()
+
+
+def test_rotation_reloads_knockd_keeping_its_pid_and_open_doors_close(host, record):
+    host.close_door()
+    before, pid = sequence(host), knockd_pid(host)
+    assert ssh_in(host, record, "true").returncode == 0 and host.door_open()
+    later = int(time.time()) + 86400  # another period's sequence
+    assert start_rotator(host, "--at", str(later), "--no-schedule").returncode == 0
+    after = sequence(host)
+    assert after != before and knockd_pid(host) == pid  # reloaded, not restarted
+    # the door opened before the reload still closes after cmd_timeout (30 s)
+    assert wait_for(lambda: not host.door_open(), 45)
+    start_rotator(host)  # back to the current period
+    assert sequence(host) == before and knockd_pid(host) == pid
+
+
+def test_the_timer_fires(host):
+    """OnBootSec=30: the timer's first run comes half a minute after boot."""
+
+    def fired():
+        out = sh(host, "systemctl show -p LastTriggerUSecMonotonic --value knockssh-rotator.timer")
+        return out.stdout.strip() not in ("", "0")
+
+    assert wait_for(fired, 45)
+
+
+def test_a_bad_knockd_conf_is_refused_and_knockd_keeps_running(host, record):
+    pid = knockd_pid(host)
+    sh(host, "cp -p /etc/knockd.conf /root/knockd.conf.good")
+    sh(host, r"sed -i 's/^\(\s*seq_timeout\).*/\1 = 10\n    frobnicate = 1/' /etc/knockd.conf")
+    bad = sh(host, "sha256sum /etc/knockd.conf").stdout
+    try:
+        done = start_rotator(host, check=False)
+        assert done.returncode != 0
+        assert "frobnicate" in sh(host, f"journalctl -u {UNIT} -n 5 -o cat").stdout
+        assert sh(host, "sha256sum /etc/knockd.conf").stdout == bad  # left as it was
+        assert knockd_pid(host) == pid
+    finally:
+        sh(host, "cp -p /root/knockd.conf.good /etc/knockd.conf")
+
+
+def test_the_secret_as_a_credential(host, record):
+    """LoadCredential= (server/knockssh-rotator.credential.conf): the rotator reads
+    the secret from $CREDENTIALS_DIRECTORY, with no KNOCKD_ROTATOR_SECRET anywhere."""
+    sh(host, "cp -p /etc/knockssh/rotator.env /root/rotator.env.good")
+    dropin = f"/etc/systemd/system/{UNIT}.d"
+    try:
+        sh(
+            host,
+            "install -m 600 /dev/null /etc/knockssh/secret && sed -n "
+            "'s/^KNOCKD_ROTATOR_SECRET=//p' /etc/knockssh/rotator.env >> /etc/knockssh/secret"
+            " && sed -i '/^KNOCKD_ROTATOR_SECRET=/d' /etc/knockssh/rotator.env && "
+            f"mkdir -p {dropin} && cp /src/server/knockssh-rotator.credential.conf {dropin}/",
+        )
+        later = int(time.time()) + 2 * 86400
+        assert start_rotator(host, "--at", str(later), "--no-schedule").returncode == 0
+        env = {**host.client_env(), "KNOCKD_ROTATOR_SECRET": host.secret()}
+        expected = record(
+            host.in_client(
+                ["knockssh", "generate", "ssh", "--at", str(later)], capture_output=True, env=env
+            )
+        ).stdout.decode()
+        assert sequence(host) == expected.strip().replace(" ", ",")
+    finally:
+        sh(host, f"rm -rf {dropin} /etc/knockssh/secret")
+        sh(host, "cp -p /root/rotator.env.good /etc/knockssh/rotator.env")
+        start_rotator(host)
+
+
+def test_boundary_runs_rotate_and_a_client_every_2s_loses_no_connect(host, record, tmp_path):
+    """Period 30 s and KNOCKD_ROTATOR_SERVER_INTERVAL=3600: the runs at the
+    boundaries are the ones scheduled with systemd-run. Three boundaries in a row,
+    each rotated within 2 s; a client connecting every 2 s meanwhile gets in each time."""
+    period, grace = 30, 10
+    sh(host, "cp -p /etc/knockssh/rotator.env /root/rotator.env.good")
+    hosts = tmp_path / "hosts.toml"
+    with open(host.hosts_toml) as f:
+        write_private(str(hosts), f.read().replace("period = 21600", f"period = {period}"))
+    try:
+        sh(
+            host,
+            f"sed -i 's/^KNOCKD_ROTATOR_PERIOD_MODULO=.*/KNOCKD_ROTATOR_PERIOD_MODULO={period}/;"
+            f" s/^KNOCKD_ROTATOR_GRACE=.*/KNOCKD_ROTATOR_GRACE={grace}/' /etc/knockssh/rotator.env",
+        )
+        started = time.time()
+        assert start_rotator(host).returncode == 0
+        first = (int(started) // period + 1) * period
+        boundaries = [first + i * period for i in range(3)]
+        outcomes = []
+        while time.time() < boundaries[-1] + 3:
+            tick = time.monotonic()
+            host.close_door()
+            outcomes.append(ssh_in(host, record, "true", hosts=str(hosts)).returncode)
+            time.sleep(max(0.0, 2 - (time.monotonic() - tick)))  # the client's pace
+        assert len(outcomes) >= 30 and outcomes.count(0) == len(outcomes), outcomes
+        journal = sh(host, f"journalctl -u {UNIT} -o short-unix --since=@{int(started)}")
+        changed = [
+            float(line.split()[0]) for line in journal.stdout.splitlines() if ": changed " in line
+        ]
+        for boundary in boundaries:
+            assert any(boundary <= t <= boundary + 2 for t in changed), (boundary, changed)
+    finally:
+        sh(host, "cp -p /root/rotator.env.good /etc/knockssh/rotator.env")
+        sh(host, "systemctl stop 'knockssh-rotator-at-*.timer'", check=False)
+        start_rotator(host)
+
+
+def test_the_secret_is_in_no_unit_journal_show_output_or_argv(host, record):
+    secret = host.secret()
+    digest = hashlib.sha256(secret.encode()).hexdigest()
+    for command in (
+        f"systemctl cat {UNIT} knockssh-rotator.timer knockd.service",
+        f"systemctl show {UNIT} knockssh-rotator.timer knockd.service",
+        "journalctl -b -o verbose",
+        "ps -eo args",
+        "cat /proc/*/cmdline",
+    ):
+        out = sh(host, command, check=False).stdout
+        assert out and secret not in out and digest not in out, command
+
+
+def test_the_unit_is_hardened(host):
+    done = sh(host, f"systemd-analyze security {UNIT}", check=False)
+    score = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", done.stdout)[1])
+    assert score <= 1.5, done.stdout[-400:]
