@@ -12,7 +12,7 @@ from typing import NoReturn
 
 from . import apply, knockdconf
 from .knockdconf import ConfError
-from .rotation import Rotation, extra_runs, rotate
+from .rotation import Phase, Rotation, extra_runs, next_change, phase, rotate
 from .scheme import (
     ENV_NAMES,
     SchemeError,
@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(default $KNOCKD_ROTATOR_GRACE, else 0)",
     )
     p.add_argument("--no-schedule", action="store_true", help="never schedule a boundary run")
+    p.add_argument(
+        "--follow",
+        action="store_true",
+        help="stay running and rotate at each boundary, for hosts without systemd and "
+        "containers (SIGTERM ends it)",
+    )
     p.add_argument(
         "--self-unit",
         default="knockssh-rotator.service",
@@ -178,10 +184,65 @@ def run(args: argparse.Namespace, out: Out) -> int:
         raise SchemeError(f"{where} must be less than the period ({settings.period}s)")
     if not args.config:
         raise apply.ApplyError("--config: the path is empty")
+    if args.follow:
+        if args.at is not None or args.dry_run:
+            raise SchemeError("--follow goes by the clock: it takes neither --at nor --dry-run")
+        return follow(args, out, settings)
     now = time.time() if args.at is None else float(args.at)
+    rotation = rotate_once(args, out, settings, now)
+    if rotation is not None and rotation.sections:
+        _schedule(args, out, now, settings)
+    return 0
+
+
+RECHECK_SECONDS = 5.0  # how long a follower sleeps at most before it looks at the clock
+RETRY_SECONDS = 30.0  # after a failed run
+
+
+def follow(args: argparse.Namespace, out: Out, settings: Settings) -> int:
+    """Stay running and rotate whenever the phase (period, grace) changes. The clock
+    is read again at least every RECHECK_SECONDS, so a jump of the clock or a
+    suspend is caught within that; SIGTERM or SIGINT ends the loop between runs
+    (never inside one: a write or a reload is always finished)."""
+    import select
+    import signal
+
+    stopping: list[int] = []
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: stopping.append(signum))
+    signal.set_wakeup_fd(wake_w)  # a signal ends the select() below at once
+    out.say(f"following the clock: period {settings.period}s, grace {args.grace}s")
+    applied: Phase | None = None
+    retry_at = 0.0
+    while not stopping:
+        now = time.time()
+        wanted = phase(now, settings.period, args.grace)
+        if wanted != applied and now >= retry_at:
+            try:
+                rotate_once(args, out, settings, now)
+                applied = wanted
+            except (SchemeError, apply.ApplyError, ConfError, OSError) as exc:
+                where = f"{args.config}: " if isinstance(exc, ConfError) else ""
+                out.error(f"{where}{exc} (trying again in {RETRY_SECONDS:g}s)")
+                retry_at = now + RETRY_SECONDS
+        due = next_change(time.time(), settings.period, args.grace)
+        if not stopping:
+            select.select([wake_r], [], [], max(0.0, min(RECHECK_SECONDS, due - time.time())))
+    out.say("stopped")
+    return 0
+
+
+def rotate_once(
+    args: argparse.Namespace, out: Out, settings: Settings, now: float
+) -> Rotation | None:
+    """One rotation of knockd.conf for instant ``now``: written and knockd reloaded
+    when something changed (None for a dry run)."""
     path = args.config = apply.target_of(args.config)
     if args.dry_run:
-        return _report(rotate(apply.read_text(path), settings, now, args.grace), path, out, True)
+        _report(rotate(apply.read_text(path), settings, now, args.grace), path, out, True)
+        return None
     with apply.locked(path):
         old = apply.read_text(path)
         rotation = rotate(old, settings, now, args.grace)
@@ -191,9 +252,7 @@ def run(args: argparse.Namespace, out: Out) -> int:
             _write_and_reload(args, out, old, rotation.text, report)
         else:
             _report(rotation, path, out, False)
-    if rotation.sections:
-        _schedule(args, out, now, settings)
-    return 0
+    return rotation
 
 
 def _report(rotation: Rotation, path: str, out: Out, dry: bool) -> int:

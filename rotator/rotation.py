@@ -75,3 +75,25 @@ def extra_runs(at: float, settings: Settings, grace: int = 0) -> list[int]:
         if grace > 0 and boundary + grace < horizon:
             runs.append(boundary + grace)
     return runs
+
+
+class Phase(NamedTuple):
+    """What knockd.conf should say at an instant: the period's start, and whether the
+    previous period's grace twin is still due. A follower rotates when it changes."""
+
+    period_start: int
+    in_grace: bool
+
+
+def phase(at: float, period: int, grace: int = 0) -> Phase:
+    start = period_start(at, period)
+    return Phase(start, at < start + grace)
+
+
+def next_change(at: float, period: int, grace: int = 0) -> int:
+    """The first instant after ``at`` at which phase() changes: the grace's end when
+    it is still running, else the next boundary."""
+    start = period_start(at, period)
+    if at < start + grace:
+        return start + grace
+    return next_boundary(at, period)

@@ -267,6 +267,8 @@ def command_line_cases() -> Iterator[Case]:
         ("pidfile-garbage", ["--config", "{tmp}/knockd.conf", "--pidfile", "{tmp}/bad.pid"], "bad.pid", {"bad.pid": "knockd\n"}),
         ("pidfile-dead", ["--config", "{tmp}/knockd.conf", "--pidfile", "{tmp}/dead.pid"], "dead.pid", {"dead.pid": "999999999\n"}),
         ("unknown-option", ["--config", "{tmp}/knockd.conf", "--frobnicate"], "--frobnicate", {}),
+        ("follow-at", ["--config", "{tmp}/knockd.conf", "--follow", "--at", "5"], "--follow", {}),
+        ("follow-dry-run", ["--config", "{tmp}/knockd.conf", "--follow", "--dry-run"], "--follow", {}),
         ("config-not-utf8", ["--config", b"{tmp}/knockd\xff.conf", "--no-reload"], "argument 2", {}),
     ]  # fmt: skip
     for name, args, place, extra in rotator:

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from rotator import knockdconf
 from rotator.knockdconf import ConfError
-from rotator.rotation import extra_runs, rotate
+from rotator.rotation import Phase, extra_runs, next_change, phase, rotate
 from rotator.scheme import SchemeError, Settings, derive, knockd_form
 
 S = Settings("0123456789abc", 10, tuple(range(2000, 65536)), 21600, 0, 3600)
@@ -151,3 +151,22 @@ def test_rewrite_never_touches_other_bytes(noise):
     except ConfError:
         return
     assert out == text.replace("sequence = 1", "sequence = " + seq("ssh_ROTATOR"), 1)
+
+
+def test_a_follower_changes_phase_at_each_boundary_and_grace_end():
+    """What --follow waits for: the grace's end, then the boundary; nothing between."""
+    assert phase(100, 60, 10) == Phase(60, False)
+    assert phase(61, 60, 10) == Phase(60, True) and next_change(61, 60, 10) == 70
+    assert phase(70, 60, 10) == Phase(60, False) and next_change(70, 60, 10) == 120
+    assert next_change(119.99, 60, 10) == 120 and phase(120, 60, 10) == Phase(120, True)
+    assert next_change(61, 60) == 120 and phase(61, 60) == Phase(60, False)
+
+
+@given(st.floats(0, 2e9), st.integers(1, 10**6), st.integers(0, 10**6))
+def test_the_phase_holds_until_next_change(at, period, grace):
+    grace = grace % period
+    change = next_change(at, period, grace)
+    assert at < change <= at + period
+    middle = at + (change - at) / 2
+    assert middle >= change or phase(middle, period, grace) == phase(at, period, grace)
+    assert phase(change, period, grace) != phase(at, period, grace)

@@ -1,0 +1,119 @@
+"""knockssh-rotator --follow, for hosts without systemd and for containers: against
+the lab's real knockd (reloaded by --pidfile), across real period boundaries, and
+across a jump of its clock (libfaketime, reading its offset from a file)."""
+
+import glob
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+from lab import wait_for
+
+pytestmark = pytest.mark.lab
+
+
+class Follower:
+    """The rotator in --follow mode in the server namespace; its stdout lines are
+    kept with the wall-clock time each arrived."""
+
+    def __init__(self, lab, env):
+        argv = ["knockssh-rotator", "--follow", "--config", lab.knockd_conf]
+        argv += ["--pidfile", lab.knockd_pidfile]
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", lab.server_ns, *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.lines: list[tuple[float, str]] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append((time.time(), line.rstrip("\n")))
+
+    def changes(self):
+        return [(t, line) for t, line in self.lines if ": changed " in line]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=20)
+        self.reader.join(5)
+        return code, self.proc.stderr.read()
+
+
+def generated(lab, record, at, period=None):
+    """The lab's sequence for instant ``at``, as knockssh generate derives it."""
+    env = {**os.environ, **lab.rotator_env()}
+    if period:
+        env["KNOCKD_ROTATOR_PERIOD_MODULO"] = str(period)
+    done = lab.in_client(
+        ["knockssh", "generate", "ssh", "--at", str(int(at))], capture_output=True, env=env
+    )
+    return record(done).stdout.decode().split()
+
+
+def test_follow_rotates_at_three_boundaries_and_stops_on_sigterm(fresh, record):
+    period = 10
+    env = {**fresh.rotator_env(), "KNOCKD_ROTATOR_PERIOD_MODULO": str(period)}
+    pid = fresh.knockd_pid()
+    follower = Follower(fresh, env)
+    try:
+        assert wait_for(lambda: len(follower.changes()) >= 4, 4 * period + 10), follower.lines
+    finally:
+        code, err = follower.stop()
+    assert code == 0 and follower.lines[-1][1] == "stopped", (follower.lines, err)
+    assert err == ""
+    changes = follower.changes()
+    for arrived, _ in changes[1:4]:  # the first came at start-up
+        boundary = arrived // period * period
+        assert arrived - boundary <= 2, (arrived, changes)
+    assert fresh.knockd_pid() == pid  # reloaded by SIGHUP, never restarted
+    arrived, line = changes[3]
+    assert line.split(" -> ")[1].split(",") == generated(fresh, record, arrived, period)
+
+
+def libfaketime():
+    found = glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
+    if not found:
+        raise AssertionError("libfaketime is missing (lab.py install installs faketime)")
+    return found[0]
+
+
+def test_follow_catches_a_jump_of_the_clock(fresh, record, tmp_path):
+    """The clock jumps a period ahead (as after a suspend): the follower rotates to
+    the period the clock now shows within its recheck time, not at the boundary it
+    had computed before the jump."""
+    offset = tmp_path / "faketime"
+    offset.write_text("+0\n")
+    env = {
+        **fresh.rotator_env(),
+        "LD_PRELOAD": libfaketime(),
+        "FAKETIME_TIMESTAMP_FILE": str(offset),
+        "FAKETIME_NO_CACHE": "1",
+    }
+    follower = Follower(fresh, env)
+    try:
+        assert wait_for(lambda: any("following" in line for _, line in follower.lines), 10)
+        before = fresh.knockd_pid()
+        jumped = time.time()
+        offset.write_text(f"+{fresh_period(fresh)}\n")
+        assert wait_for(lambda: follower.changes(), 15), follower.lines
+        caught = follower.changes()[0][0]
+    finally:
+        code, err = follower.stop()
+    assert code == 0, err
+    assert caught - jumped <= 7  # RECHECK_SECONDS (5) and a reload
+    new = follower.changes()[0][1].split(" -> ")[1].split(",")
+    assert new == generated(fresh, record, jumped + fresh_period(fresh))
+    assert fresh.knockd_pid() == before
+
+
+def fresh_period(lab):
+    return int(lab.rotator_env()["KNOCKD_ROTATOR_PERIOD_MODULO"])
