@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 
+import container
 import systemd_host
 
 TYPE_CHECKING = False
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
 STATE_ROOT = "/run/knockssh-lab"
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HOSTS = ("netns", "systemd")
+HOSTS = ("netns", "systemd", "container")
 # What an admin's root shell has; the secret and the lab's settings stay out of the guest
 GUEST_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -68,6 +69,11 @@ PACKAGES = {  # command -> Debian package
     "knock": "knockd",
     "systemd-nspawn": "systemd-container",  # the systemd host (--host systemd)
     "mmdebstrap": "mmdebstrap",
+    "podman": "podman",  # the knockd container (--host container), with:
+    "runc": "runc",
+    "conmon": "conmon",
+    "netavark": "netavark",
+    "catatonit": "catatonit",
 }
 
 
@@ -80,7 +86,7 @@ def run(
 
 
 def missing_tools() -> list[str]:
-    paths = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+    paths = os.environ.get("PATH", "") + ":/usr/sbin:/sbin:/usr/lib/podman"
     return sorted({pkg for cmd, pkg in PACKAGES.items() if not shutil.which(cmd, path=paths)})
 
 
@@ -500,6 +506,9 @@ class Lab:
             if host == "systemd":
                 self._systemd_host()
                 return
+            if host == "container":
+                self._container_host()
+                return
             self.firewall().install()
             self.rotate(reload=False)
             self.start_knockd()
@@ -514,23 +523,33 @@ class Lab:
         binds = {self.path("src"): "/src"}
         return systemd_host.Guest(self.name, self.server_ns, self.path("guest"), binds)
 
-    def _systemd_host(self) -> None:
+    def _checkout_with_wheel(self) -> str:
+        """A copy of the checkout in the lab's directory, with the wheel built from it
+        in dist/, as an admin has it; and the default route a server has."""
         run(["ip", "route", "add", "default", "via", CLIENT_IP], ns=self.server_ns)
         skip = shutil.ignore_patterns(
-            ".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache"
+            ".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "rootfs.tar"
         )
-        shutil.copytree(ROOT, self.path("src"), ignore=skip)
-        wheel = [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "-q",
-            "--no-deps",
-            "-w",
-            self.path("src", "dist"),
-        ]
-        run([*wheel, self.path("src")])
+        src = self.path("src")
+        shutil.copytree(ROOT, src, ignore=skip)
+        run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", f"{src}/dist", src])
+        return src
+
+    def knockd_container(self) -> container.Container:
+        """The knockd container of ``up(host="container")``: the lab's secret and the
+        client's public key mounted into it."""
+        key = self.path("client_key.pub")
+        return container.Container(self.name, self.server_ns, self.path("secret"), key)
+
+    def _container_host(self) -> None:
+        image = container.build(self._checkout_with_wheel())
+        server = self.knockd_container()
+        server.start(image)
+        if not wait_for(lambda: "following the clock" in server.logs(), 30):
+            raise RuntimeError(f"the knockd container did not start: {server.logs()[-800:]}")
+
+    def _systemd_host(self) -> None:
+        self._checkout_with_wheel()
         guest = self.guest()
         guest.boot()
         with open(os.path.join(ROOT, "README.md")) as f:
@@ -734,6 +753,8 @@ class Lab:
     def down(self) -> None:
         if os.path.isdir(self.path("guest")):
             self.guest().stop()
+        if self.host() == "container":
+            self.knockd_container().stop()
         for ns in (self.server_ns, self.client_ns):
             _kill_netns_processes(ns)
             run(["ip", "netns", "del", ns], check=False)
@@ -863,7 +884,8 @@ def main(argv: list[str] | None = None) -> int:
         choices=HOSTS,
         default="netns",
         help="netns: knockd and sshd in the server namespace (fast); systemd: a booted "
-        "Debian 12 (systemd-nspawn) set up by the README's server setup",
+        "Debian 12 (systemd-nspawn) set up by the README's server setup; container: "
+        "server/container/ under podman",
     )
     p.add_argument(
         "--link",

@@ -34,19 +34,29 @@ def lab():
         instance.down()
 
 
-@pytest.fixture(scope="module")
-def systemd_lab():
-    """A lab whose server is a booted Debian 12 (systemd-nspawn), set up by the
-    README's server setup; one per test module, always torn down."""
+def _lab_on(host):
     _require_lab()
     instance = labmod.Lab(labmod.new_name())
-    instance.up(host="systemd")
+    instance.up(host=host)
     try:
         yield instance
         for out in OUTPUTS:
             assert instance.secret().encode() not in out, "the secret leaked into an output"
     finally:
         instance.down()
+
+
+@pytest.fixture(scope="module")
+def systemd_lab():
+    """A lab whose server is a booted Debian 12 (systemd-nspawn), set up by the
+    README's server setup; one per test module, always torn down."""
+    yield from _lab_on("systemd")
+
+
+@pytest.fixture(scope="module")
+def container_lab():
+    """A lab whose server is the knockd container (server/container/) under podman."""
+    yield from _lab_on("container")
 
 
 BOUNDARY_MARGIN = 30  # seconds; longer than any one test takes

@@ -1,13 +1,11 @@
 """End to end against real knockd, sshd and a firewall in network namespaces."""
 
-import ctypes
-import hashlib
 import os
 import subprocess
-import threading
 import time
 
 import pytest
+from helpers import copy_round_trip, paramiko_both_ways
 from lab import (
     CMD_TIMEOUT,
     PERIOD,
@@ -90,31 +88,8 @@ def test_no_knock_no_connection(fresh, record):
 
 
 def test_scp_and_rsync_wrappers(fresh, record, tmp_path):
-    src = tmp_path / "payload with space.bin"
-    src.write_bytes(os.urandom(3 << 20))
-    digest = hashlib.sha256(src.read_bytes()).hexdigest()
-    dst = fresh.path("copied.bin")
-    done = record(
-        fresh.in_client(
-            ["knockssh-scp", "-F", fresh.ssh_config, str(src), f"plain:{dst}"],
-            capture_output=True,
-            timeout=CLIENT_TIMEOUT,
-        )
-    )
-    assert done.returncode == 0, done.stderr
-    with open(dst, "rb") as f:
-        assert hashlib.sha256(f.read()).hexdigest() == digest
-    fresh.close_door()
-    back = tmp_path / "back"
-    done = record(
-        fresh.in_client(
-            ["knockssh-rsync", "-a", "-e", f"ssh -F {fresh.ssh_config}", f"plain:{dst}", str(back)],
-            capture_output=True,
-            timeout=CLIENT_TIMEOUT,
-        )
-    )
-    assert done.returncode == 0, done.stderr
-    assert hashlib.sha256(back.read_bytes()).hexdigest() == digest
+    sent, back = copy_round_trip(fresh, record, tmp_path, fresh.path("copied.bin"))
+    assert sent == back
     fresh.close_door()
     done = record(
         fresh.in_client(
@@ -126,57 +101,8 @@ def test_scp_and_rsync_wrappers(fresh, record, tmp_path):
     assert done.returncode == 0 and done.stdout == b"a b $(x)\n", done.stderr
 
 
-def _setns(path):
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET, this thread only
-            raise OSError(ctypes.get_errno(), "setns")
-    finally:
-        os.close(fd)
-
-
 def test_paramiko_proxycommand_and_api(fresh, record):
-    paramiko = pytest.importorskip("paramiko", reason="paramiko is in the test extra")
-    key = paramiko.Ed25519Key.from_private_key_file(fresh.path("client_key"))
-
-    def run(sock):
-        client = paramiko.SSHClient()
-        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-        client.connect(
-            SERVER_IP,
-            22,
-            "root",
-            pkey=key,
-            sock=sock,
-            look_for_keys=False,
-            allow_agent=False,
-            timeout=20,
-            banner_timeout=20,
-        )
-        try:
-            _, out, _ = client.exec_command("echo paramiko $((6*7))")
-            return out.read()
-        finally:
-            client.close()
-
-    env_prefix = f"env KNOCKSSH_CONFIG={fresh.hosts_toml} "
-    cmd = f"ip netns exec {fresh.client_ns} {env_prefix}knockssh {SERVER_IP} 22"
-    assert run(paramiko.ProxyCommand(cmd)) == b"paramiko 42\n"
-
-    fresh.close_door()
-    result = {}
-
-    def connect_in_client_ns():
-        _setns(f"/run/netns/{fresh.client_ns}")
-        import knockssh
-
-        result["sock"] = knockssh.connect(SERVER_IP, 22, config=fresh.hosts_toml, env={})
-
-    t = threading.Thread(target=connect_in_client_ns)
-    t.start()
-    t.join(30)
-    assert run(result["sock"]) == b"paramiko 42\n"
+    assert paramiko_both_ways(fresh) == [b"paramiko 42\n", b"paramiko 42\n"]
 
 
 def test_knocks_on_the_wire(fresh, record):

@@ -9,7 +9,7 @@ import re
 import time
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, copy_round_trip, paramiko_both_ways
 from lab import wait_for, write_private
 from systemd_host import readme_server_setup
 
@@ -80,6 +80,12 @@ def test_knocked_ssh_gets_into_the_booted_server(host, record):
     assert host.door_open()
 
 
+def test_paramiko_scp_and_rsync_get_in(host, record, tmp_path):
+    assert paramiko_both_ways(host, "ps -p 1 -o comm=") == [b"systemd\n", b"systemd\n"]
+    sent, back = copy_round_trip(host, record, tmp_path, "/root/copied.bin")
+    assert sent == back
+
+
 def test_rotation_reloads_knockd_keeping_its_pid_and_open_doors_close(host, record):
     host.close_door()
     before, pid = sequence(host), knockd_pid(host)
@@ -117,6 +123,28 @@ def test_a_bad_knockd_conf_is_refused_and_knockd_keeps_running(host, record):
         assert knockd_pid(host) == pid
     finally:
         sh(host, "cp -p /root/knockd.conf.good /etc/knockd.conf")
+
+
+def test_knockd_dying_on_reload_is_rolled_back(host, record):
+    """A knockd that dies when told to reload (here its ExecReload kills it): the
+    rotator puts the previous file back and has systemd start knockd on it."""
+    dropin = "/run/systemd/system/knockd.service.d"
+    before, pid = sh(host, "sha256sum /etc/knockd.conf").stdout, knockd_pid(host)
+    sh(host, f"mkdir -p {dropin} && cat > {dropin}/dies.conf", input=DIES_ON_RELOAD)
+    try:
+        done = start_rotator(host, "--at", str(int(time.time()) + 86400), check=False)
+        assert done.returncode != 0
+        journal = sh(host, f"journalctl -u {UNIT} -n 5 -o cat").stdout
+        assert "/etc/knockd.conf restored; knockd restarted on the previous file" in journal
+        assert sh(host, "sha256sum /etc/knockd.conf").stdout == before
+        assert sh(host, "systemctl is-active knockd.service").stdout.strip() == "active"
+        assert knockd_pid(host) not in (0, pid)
+    finally:
+        sh(host, f"rm -rf {dropin} && systemctl daemon-reload")
+        start_rotator(host)
+
+
+DIES_ON_RELOAD = "[Service]\nExecReload=\nExecReload=/bin/kill -KILL $MAINPID\n"
 
 
 def test_the_secret_as_a_credential(host, record):
