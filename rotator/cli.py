@@ -12,7 +12,15 @@ from typing import NoReturn
 
 from . import apply, knockdconf
 from .knockdconf import ConfError
-from .rotation import Phase, Rotation, extra_runs, next_change, phase, rotate
+from .rotation import (
+    Phase,
+    Rotation,
+    extra_runs,
+    next_change,
+    next_regular_run,
+    phase,
+    rotate,
+)
 from .scheme import (
     ENV_NAMES,
     SchemeError,
@@ -316,7 +324,11 @@ def _logfile(text: str) -> str | None:
 
 
 def _schedule(args: argparse.Namespace, out: Out, now: float, settings: Settings) -> None:
-    runs = extra_runs(now, settings, args.grace)
+    """Under systemd, the rotator schedules its own next runs (systemd-run): at the
+    boundaries and grace ends before the next regular run, and that regular run, so
+    KNOCKD_ROTATOR_SERVER_INTERVAL is the one place the interval is set (the timer
+    only starts the chain at boot and repairs it daily)."""
+    runs = sorted({*extra_runs(now, settings, args.grace), next_regular_run(now, settings)})
     if not runs or args.no_schedule or args.dry_run:
         return
     if not apply.under_systemd():

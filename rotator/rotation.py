@@ -62,7 +62,7 @@ def rotate(text: str, settings: Settings, at: float, grace: int = 0) -> Rotation
 
 
 def extra_runs(at: float, settings: Settings, grace: int = 0) -> list[int]:
-    """Instants before the next timer run (``at + server_interval``) at which the
+    """Instants before the next regular run (``at + server_interval``) at which the
     rotator must run again: the next period boundary, and the end of a grace window."""
     horizon = at + settings.server_interval
     boundary = next_boundary(at, settings.period)
@@ -75,6 +75,14 @@ def extra_runs(at: float, settings: Settings, grace: int = 0) -> list[int]:
         if grace > 0 and boundary + grace < horizon:
             runs.append(boundary + grace)
     return runs
+
+
+def next_regular_run(at: float, settings: Settings) -> int:
+    """The next regular run: the next multiple of ``server_interval`` after ``at``.
+    On that grid, every run made in between names the same instant, so the runs
+    scheduled for it (one unit per instant) fold into one, however often the
+    rotator is started by hand."""
+    return period_start(at, settings.server_interval, 1)
 
 
 class Phase(NamedTuple):

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from rotator import knockdconf
 from rotator.knockdconf import ConfError
-from rotator.rotation import Phase, extra_runs, next_change, phase, rotate
+from rotator.rotation import Phase, extra_runs, next_change, next_regular_run, phase, rotate
 from rotator.scheme import SchemeError, Settings, derive, knockd_form
 
 S = Settings("0123456789abc", 10, tuple(range(2000, 65536)), 21600, 0, 3600)
@@ -140,6 +140,12 @@ def test_extra_runs():
     assert extra_runs(START + 21600 - 100, s) == [START + 21600]
     assert extra_runs(START + 21600 - 100, s, grace=600) == [START + 21600, START + 21600 + 600]
     assert extra_runs(START + 10, s, grace=600) == [START + 600]
+
+
+def test_regular_runs_fall_on_the_interval_grid():
+    s = S.replace(server_interval=3600)
+    assert next_regular_run(7200, s) == 10800 and next_regular_run(10799.5, s) == 10800
+    assert {next_regular_run(7200 + k * 97, s) for k in range(37)} == {10800}  # one unit
 
 
 @given(st.lists(st.sampled_from(["\n", "\r\n", " ", "\t", "# c", "x", "[", "]", "="]), max_size=30))

@@ -110,6 +110,17 @@ def test_the_timer_fires(host):
     assert wait_for(fired, 45)
 
 
+def test_the_rotator_schedules_its_regular_run_on_the_interval_grid(host):
+    """KNOCKD_ROTATOR_SERVER_INTERVAL (3600) is the only place the interval is set:
+    each run schedules the next multiple of it, and runs in between fold into one."""
+    for _ in range(3):
+        assert start_rotator(host).returncode == 0
+    slot = (int(time.time()) // 3600 + 1) * 3600  # (a run at an hour's turn makes two)
+    timers = sh(host, "systemctl list-timers --all --no-legend 'knockssh-rotator-at-*'").stdout
+    assert timers.count(f"knockssh-rotator-at-{slot}.timer") == 1, timers
+    assert timers.count(".timer") <= 2 + 3, timers  # that one, and boundary runs
+
+
 def test_a_bad_knockd_conf_is_refused_and_knockd_keeps_running(host, record):
     pid = knockd_pid(host)
     sh(host, "cp -p /etc/knockd.conf /root/knockd.conf.good")
