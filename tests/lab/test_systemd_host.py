@@ -96,8 +96,18 @@ def test_rotation_reloads_knockd_keeping_its_pid_and_open_doors_close(host, reco
     assert after != before and knockd_pid(host) == pid  # reloaded, not restarted
     # the door opened before the reload still closes after cmd_timeout (30 s)
     assert wait_for(lambda: not host.door_open(), 45)
+    assert knock(host, record, offset=0).returncode == 0  # the old sequence: shut
+    assert not wait_for(host.door_open, 3)
+    assert knock(host, record, offset=4).returncode == 0  # the new one (4 periods on)
+    assert wait_for(host.door_open, 5)
+    host.close_door()
     start_rotator(host)  # back to the current period
     assert sequence(host) == before and knockd_pid(host) == pid
+
+
+def knock(lab, record, offset):
+    argv = ["knockssh", "knock", "knocked.lab", "--offset", str(offset)]
+    return record(lab.in_client(argv, capture_output=True, timeout=CLIENT_TIMEOUT))
 
 
 def test_the_timer_fires(host):
@@ -242,3 +252,22 @@ def test_the_unit_is_hardened(host):
     done = sh(host, f"systemd-analyze security {UNIT}", check=False)
     score = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", done.stdout)[1])
     assert score <= 1.5, done.stdout[-400:]
+
+
+def test_the_firewall_and_services_survive_a_reboot(host, record):
+    """Last: the guest powers off and boots again on its own disk (the overlay). Its
+    network namespace is the lab's and outlives it, so the rules a reboot would lose
+    are flushed in between: what comes back is what netfilter-persistent restores."""
+    guest = host.guest()
+    guest.stop()
+    for tool in ("iptables", "ip6tables"):
+        host.in_server([tool, "-F", "INPUT"], check=True)
+    assert "DROP" not in host.in_server(["iptables", "-S"], capture_output=True, text=True).stdout
+    guest.boot()
+    rules = sh(host, "iptables -S INPUT; ip6tables -S INPUT").stdout
+    assert rules.count("--dport 22 -j DROP") == 2, rules  # IPv4 and IPv6
+    assert rules.count("ESTABLISHED") == 2, rules
+    active = sh(host, "systemctl is-active knockd.service ssh.service knockssh-rotator.timer")
+    assert active.stdout.split() == ["active", "active", "active"]
+    host.close_door()
+    assert ssh_in(host, record, "true").returncode == 0
