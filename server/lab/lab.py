@@ -764,6 +764,13 @@ class Lab:
     def status(self) -> str:
         if not self.exists():
             return f"{self.name}: down"
+        if self.host() != "netns":
+            return (
+                f"{self.name}: up in {self.dir}; server {self.server_ns} {SERVER_IP} "
+                f"{SERVER_IP6} ({self.host()} host), client {self.client_ns} {CLIENT_IP} "
+                f"{CLIENT_IP6}, link {self.link()}; "
+                f"door {'open' if self.door_open() else 'closed'}"
+            )
         knockd = self.knockd_pid()
         sshd = read(self.path("sshd.pid")).strip()
         return (

@@ -2,6 +2,7 @@
 # The knockssh lab: real knockd + sshd + firewall in network namespaces (root).
 #   server/lab/lab.sh install          Debian packages the lab needs
 #   server/lab/lab.sh up|status|down   [--name N] [--firewall iptables|nftables] [--link P]
+#                                      [--host netns|systemd|container]
 #   server/lab/lab.sh demo [--link P]  up, ssh through knockssh showing each step, down
 #   --link: lan (veth, default), wan, mobile, lossy, or delay=..,jitter=..,loss=..,dup=..,rate=..
 set -euo pipefail
