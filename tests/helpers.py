@@ -10,7 +10,15 @@ SECRET = "0123456789abc"  # test-only; asserted never to appear in outputs
 sys.path.insert(0, os.path.join(ROOT, "server", "lab"))
 from lab import write_private  # noqa: E402  (one helper for 0600 files: lab, bench, tests)
 
-__all__ = ["ROOT", "SECRET", "copy_round_trip", "paramiko_both_ways", "run_cli", "write_private"]
+__all__ = [
+    "ROOT",
+    "SECRET",
+    "copy_round_trip",
+    "paramiko_both_ways",
+    "run_cli",
+    "setns",
+    "write_private",
+]
 
 
 def run_cli(module, *args, env=None, timeout=30):
@@ -24,7 +32,7 @@ def run_cli(module, *args, env=None, timeout=30):
     )
 
 
-def _setns(path):
+def setns(path):
     """This thread into the network namespace at ``path`` (CLONE_NEWNET)."""
     import ctypes
 
@@ -77,7 +85,7 @@ def paramiko_both_ways(lab, command="echo paramiko $((6*7))"):
     result = {}
 
     def connect_in_client_ns():
-        _setns(f"/run/netns/{lab.client_ns}")
+        setns(f"/run/netns/{lab.client_ns}")
         import knockssh
 
         result["sock"] = knockssh.connect(SERVER_IP, 22, config=lab.hosts_toml, env={})

@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+from helpers import setns
 from lab import (
     CLIENT_IP,
     CLIENT_IP6,
@@ -22,7 +23,7 @@ from lab import (
     wait_for,
     write_private,
 )
-from test_lab import _setns, period_now, reaches_sshd, sequence_ports, ssh
+from test_lab import period_now, reaches_sshd, sequence_ports, ssh
 
 from knockssh import failures
 
@@ -93,7 +94,7 @@ def test_paramiko_from_five_threads(fresh):
 
     def work(i):
         try:
-            _setns(f"/run/netns/{fresh.client_ns}")
+            setns(f"/run/netns/{fresh.client_ns}")
             import knockssh
 
             # an address: /etc/netns/NS/hosts is bound over /etc/hosts by ip netns exec only
