@@ -14,6 +14,7 @@ usage: knockssh [-4|-6] [--config PATH] [--fdpass] [--offset N] [-v|-q] HOST POR
        knockssh generate SERVICE [--offset N] [--at UNIX_SECONDS]   (or --service S)
        knockssh knock HOST [SERVICE] [--service S] [--offset N] [-4|-6] [--config PATH]
        knockssh check [HOST] [--config PATH]
+       knockssh --version
 Every command takes -4/-6 and -v/-q anywhere on its line.
 
 HOST PORT (two arguments, the second a port number) is the ProxyCommand form:
@@ -40,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args and args[0] in ("-h", "--help", "help"):
             os.write(1, USAGE.encode())
+            return 0
+        if "--version" in (args[: args.index("--")] if "--" in args else args):
+            from .version import VERSION
+
+            os.write(1, f"knockssh {VERSION}\n".encode())
             return 0
         for i, arg in enumerate(args, 1):
             if not _is_utf8(arg):

@@ -234,6 +234,17 @@ def rsync_argv(
     return ["rsync", *out], _ssh_program(words[0])
 
 
+def _version(name: str) -> bool:
+    """``--version`` as the only argument: our version (the real program's own is
+    ``ssh -V`` or ``rsync --version``, run directly)."""
+    if sys.argv[1:] != ["--version"]:
+        return False
+    from .version import VERSION
+
+    os.write(1, f"{name} (knockssh {VERSION})\n".encode())
+    return True
+
+
 def _run(argv: list[str], env: Mapping[str, str] | None = None) -> int:
     try:
         return subprocess.call(argv, env={**os.environ, **env} if env else None)
@@ -245,6 +256,8 @@ def _run(argv: list[str], env: Mapping[str, str] | None = None) -> int:
 
 
 def ssh_main() -> int:
+    if _version("knockssh-ssh"):
+        return 0
     program = os.environ.get(SSH_PROGRAM) or "ssh"
     if os.path.basename(program) == "knockssh-ssh":  # never ourselves again
         program = "ssh"
@@ -252,8 +265,12 @@ def ssh_main() -> int:
 
 
 def scp_main() -> int:
+    if _version("knockssh-scp"):
+        return 0
     return _run(*scp_argv(sys.argv[1:]))
 
 
 def rsync_main() -> int:
+    if _version("knockssh-rsync"):
+        return 0
     return _run(*rsync_argv(sys.argv[1:]))

@@ -10,6 +10,8 @@ import time
 from collections.abc import Mapping
 from typing import NoReturn
 
+from knockssh.version import VERSION
+
 from . import apply, knockdconf
 from .knockdconf import ConfError
 from .rotation import (
@@ -112,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="knockssh-rotator.service",
         help="the unit a boundary run starts (default %(default)s)",
     )
+    p.add_argument("--version", action="version", version=f"knockssh-rotator {VERSION}")
     v = p.add_mutually_exclusive_group()
     v.add_argument("-v", "--verbose", action="store_true")
     v.add_argument("-q", "--quiet", action="store_true")

@@ -329,3 +329,11 @@ def test_the_example_placeholder_is_refused_as_a_secret(tmp_path, monkeypatch, c
     err = capsys.readouterr().err
     assert "KNOCKD_ROTATOR_SECRET: this is the example's placeholder" in err
     assert "openssl rand -hex 64" in err
+
+
+def test_version(capsys):
+    from knockssh.version import VERSION
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out == f"knockssh-rotator {VERSION}\n"

@@ -57,7 +57,9 @@ def imported(args, tmp_path, **kw):
     return modules - at_start(), done.stdout
 
 
-@pytest.mark.parametrize("args", [["generate", "ssh"], ["check"], ["check", "rotated"], ["--help"]])
+@pytest.mark.parametrize(
+    "args", [["generate", "ssh"], ["check"], ["check", "rotated"], ["--help"], ["--version"]]
+)
 def test_commands_stay_lean(args, tmp_path):
     modules, out = imported(args, tmp_path)
     assert out  # the command did its work
@@ -89,3 +91,12 @@ def test_proxycommand_path_stays_lean(tmp_path):
     assert out == b"SSH-2.0-test\r\n"
     assert {"knockssh.knock", "knockssh.dial", "knockssh.relay"} <= modules  # it did knock
     assert modules & HEAVY == set()
+
+
+def test_version_is_the_packages_and_costs_one_module(tmp_path):
+    from importlib.metadata import version
+
+    modules, out = imported(["--version"], tmp_path)
+    assert out == f"knockssh {version('knockssh')}\n".encode()
+    help_modules, _ = imported(["--help"], tmp_path)
+    assert modules - help_modules == {"knockssh.version"}

@@ -237,3 +237,14 @@ def test_a_hostile_hostname_reaches_knockssh_as_one_word_through_real_programs(t
 def test_shlex_round_trip_of_our_literal():
     command = wrappers.proxy_command("h", "22", WEIRD).replace("%%", "%")
     assert shlex.split(command) == [WEIRD, "--", "h", "22"]
+
+
+@pytest.mark.parametrize("name", ["ssh", "scp", "rsync"])
+def test_version_alone_is_ours(name):
+    from knockssh.version import VERSION
+
+    code = f"import sys; from knockssh.wrappers import {name}_main; sys.exit({name}_main())"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "--version"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0 and done.stdout == f"knockssh-{name} (knockssh {VERSION})\n"
