@@ -63,6 +63,7 @@ PACKAGES = {  # command -> Debian package
     "nft": "nftables",
     "rsync": "rsync",
     "faketime": "faketime",
+    "man": "man-db",  # the man pages' tests
     "nc": "netcat-openbsd",
     "ip": "iproute2",
     "tcpdump": "tcpdump",
