@@ -5,6 +5,7 @@ pure scheme and the knockd.conf rewriter."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import math
 import os
@@ -53,6 +54,22 @@ def locked(path: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def create_private(path: str, text: str) -> None:
+    """A new file only its owner can read (0600), in a 0700 directory made if needed;
+    FileExistsError when the file is there already (it is never replaced)."""
+    directory = os.path.dirname(path) or "."
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    except FileExistsError:  # something that is not a directory is in the way
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), directory) from None
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, text.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def atomic_write(path: str, text: str, before_rename: Callable[[], None] | None = None) -> None:

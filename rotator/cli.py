@@ -12,7 +12,7 @@ from typing import NoReturn
 
 from knockssh.version import VERSION
 
-from . import apply, knockdconf
+from . import apply, knockdconf, server_setup
 from .knockdconf import ConfError
 from .rotation import (
     Phase,
@@ -71,6 +71,13 @@ def seconds(text: str) -> int:
     value = whole_number(text)
     if value is None or value < 0:
         raise argparse.ArgumentTypeError("a whole number of seconds, at most 12 digits")
+    return value
+
+
+def tcp_port(text: str) -> int:
+    value = whole_number(text)
+    if value is None or not 0 < value < 65536:
+        raise argparse.ArgumentTypeError("a port from 1 to 65535")
     return value
 
 
@@ -147,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         except SchemeError as exc:
             Out(False, False).error(str(exc))
             return 2
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["init"]:
+        return init(argv[1:])
     args = build_parser().parse_args(argv)
     out = Out(args.verbose, args.quiet)
     try:
@@ -346,3 +356,71 @@ def _schedule(args: argparse.Namespace, out: Out, now: float, settings: Settings
             out.detail(f"a run at {at} is already scheduled")
         else:
             out.error(f"could not schedule a run at {at}: {done.stderr.strip()}")
+
+
+def init_parser() -> argparse.ArgumentParser:
+    p = Parser(
+        prog="knockssh-rotator init",
+        description="Write the env file with a fresh secret (never over an existing one) "
+        "and print, for this machine, the knockd.conf, the firewall commands and what to "
+        "give clients.",
+    )
+    p.add_argument("--env-file", default=server_setup.ENV_FILE, help="default %(default)s")
+    p.add_argument("--interface", help="knockd's interface (default: the default route's)")
+    p.add_argument("--port", type=tcp_port, help="sshd's port (default: from sshd_config, else 22)")
+    p.add_argument(
+        "--firewall", choices=server_setup.FIREWALLS, help="default: iptables if present"
+    )
+    p.add_argument("--service", default="ssh", help="the rotator section's name (default ssh)")
+    p.add_argument("--show-secret", action="store_true", help="print the secret (stdout only)")
+    return p
+
+
+def init(argv: list[str]) -> int:
+    import secrets
+    import shutil
+
+    args = init_parser().parse_args(argv)
+    out = Out(False, False)
+    interface = args.interface or server_setup.default_route_interface(
+        _read_or_empty("/proc/net/route")
+    )
+    if not interface:
+        out.error("no default route to take knockd's interface from: give --interface")
+        return 1
+    port = args.port or server_setup.sshd_port(_read_or_empty("/etc/ssh/sshd_config"))
+    firewall = args.firewall or ("iptables" if shutil.which("iptables") else "nftables")
+    secret = secrets.token_hex(32)
+    try:
+        apply.create_private(args.env_file, server_setup.env_file_text(secret))
+    except FileExistsError:
+        out.error(f"{args.env_file} exists: left as it was (remove it to start over)")
+        return 1
+    except OSError as exc:
+        out.error(f"{args.env_file}: cannot write: {exc.strerror}")
+        return 1
+    host = os.uname().nodename
+    print(f"# wrote {args.env_file} (0600) with a new secret")
+    print(
+        f"# /etc/knockd.conf for this machine (interface {interface}, ssh port {port}, "
+        f"{firewall}; chmod 600):"
+    )
+    print(server_setup.knockd_conf_text(interface, port, firewall, args.service))
+    print("# the firewall, as root (keeps established sessions, drops new ones to the port):")
+    print("\n".join(server_setup.firewall_commands(port, firewall)))
+    print("\n# then: systemctl enable --now knockd.service knockssh-rotator.timer")
+    print(
+        f"# and: knockssh-rotator check\n# clients: knockssh add {host} --service "
+        f"{args.service} --secret-stdin   (the secret is in {args.env_file})"
+    )
+    if args.show_secret:
+        print(f"secret: {secret}")
+    return 0
+
+
+def _read_or_empty(path: str) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""

@@ -274,6 +274,14 @@ def command_line_cases() -> Iterator[Case]:
     for name, args, place, extra in rotator:
         files = {CONF: KNOCKD_CONF, **extra}
         yield Case(f"rotator-{name}", ["knockssh-rotator", *args], place, files, env)
+    init = ["knockssh-rotator", "init", "--interface", "lo", "--env-file"]
+    yield Case("init-exists", [*init, "{tmp}/e.env"], "{tmp}/e.env&exists", {"e.env": "X=1\n"})
+    yield Case(
+        "init-dir-is-a-file", [*init, "{tmp}/f/e.env"], "{tmp}/f/e.env&cannot write", {"f": ""}
+    )
+    yield Case("init-port-word", [*init, "{tmp}/e.env", "--port", "x"], "--port", code=2)
+    yield Case("init-port-big", [*init, "{tmp}/e.env", "--port", "70000"], "--port", code=2)
+    yield Case("init-firewall", [*init, "{tmp}/e.env", "--firewall", "pf"], "--firewall", code=2)
     yield Case(
         "rotator-credential-unreadable",
         ["knockssh-rotator", "--config", "{tmp}/knockd.conf", "--no-reload"],

@@ -1,0 +1,100 @@
+"""What ``knockssh-rotator init`` writes and prints for a machine: the env file, the
+knockd.conf section and the firewall commands. Pure: the facts about the machine
+(its interface, its ssh port, its firewall tool) come in as arguments."""
+
+from __future__ import annotations
+
+ENV_FILE = "/etc/knockssh/rotator.env"
+FIREWALLS = ("iptables", "nftables")
+
+
+def env_file_text(secret: str) -> str:
+    return f"""\
+# {ENV_FILE} (chmod 600), written by knockssh-rotator init.
+KNOCKD_ROTATOR_SECRET={secret}
+KNOCKD_ROTATOR_LENGTH=10
+KNOCKD_ROTATOR_PORTS=2000-65536
+KNOCKD_ROTATOR_PERIOD_MODULO=21600
+KNOCKD_ROTATOR_PROTO_MODULO=0
+KNOCKD_ROTATOR_SERVER_INTERVAL=3600
+# seconds the previous period's sequence stays valid after a boundary (less than the period)
+KNOCKD_ROTATOR_GRACE=300
+"""
+
+
+def _door(firewall: str, port: int, six: bool) -> tuple[str, str]:
+    """A door's start and stop commands: the start is idempotent (a second knock
+    while the door is open adds no second rule), both act on %IP% only."""
+    if firewall == "nftables":
+        element = f"inet knock {'allowed6' if six else 'allowed'} {{ %IP% }}"
+        return f"/usr/sbin/nft add element {element}", f"/usr/sbin/nft delete element {element}"
+    tool = "/usr/sbin/ip6tables" if six else "/usr/sbin/iptables"
+    rule = f"INPUT -s %IP% -p tcp --dport {port} -j ACCEPT"
+    return f"{tool} -C {rule} || {tool} -I {rule}", f"{tool} -D {rule}"
+
+
+def knockd_conf_text(interface: str, port: int, firewall: str, service: str = "ssh") -> str:
+    """A knockd.conf with one rotator door for ``port``; the sequence is a placeholder
+    the first rotation replaces."""
+    start, stop = _door(firewall, port, six=False)
+    start6, stop6 = _door(firewall, port, six=True)
+    return f"""\
+[options]
+    UseSyslog
+    Interface = {interface}
+
+[{service}_ROTATOR]
+    sequence      = 2000:tcp,2001:tcp,2002:tcp,2003:tcp,2004:tcp
+    seq_timeout   = 10
+    tcpflags      = syn
+    start_command = {start}
+    cmd_timeout   = 30
+    stop_command  = {stop}
+    start_command_6 = {start6}
+    stop_command_6  = {stop6}
+"""
+
+
+def firewall_commands(port: int, firewall: str) -> list[str]:
+    """Keep established sessions, drop new ones to ``port`` unless a door admits
+    them; IPv4 and IPv6 alike, and saved so that they come back at boot."""
+    if firewall == "nftables":
+        table = (
+            "table inet knock { set allowed { type ipv4_addr; } set allowed6 { type ipv6_addr; } "
+            "chain input { type filter hook input priority 0; policy accept; "
+            "ct state established,related accept; "
+            f"ip saddr @allowed tcp dport {port} accept; "
+            f"ip6 saddr @allowed6 tcp dport {port} accept; tcp dport {port} drop; }} }}"
+        )
+        return [
+            f"nft -f - <<'EOF'\n{table}\nEOF",
+            "nft list ruleset > /etc/nftables.conf && systemctl enable nftables.service",
+        ]
+    commands = []
+    for tool in ("iptables", "ip6tables"):
+        established = "INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"
+        drop = f"INPUT -p tcp --dport {port} -j DROP"
+        commands.append(f"{tool} -C {established} 2>/dev/null || {tool} -I {established}")
+        commands.append(f"{tool} -C {drop} 2>/dev/null || {tool} -A {drop}")
+    commands.append("netfilter-persistent save")
+    return commands
+
+
+def default_route_interface(proc_net_route: str) -> str | None:
+    """The interface of the IPv4 default route, from /proc/net/route's text."""
+    for line in proc_net_route.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 2 and fields[1] == "00000000":
+            return fields[0]
+    return None
+
+
+def sshd_port(sshd_config: str) -> int:
+    """The first ``Port`` of an sshd_config text (sshd's default, 22, without one)."""
+    for line in sshd_config.splitlines():
+        words = line.split("#", 1)[0].split()
+        if len(words) == 2 and words[0].lower() == "port" and words[1].isdigit():
+            port = int(words[1])
+            if 0 < port < 65536:
+                return port
+    return 22

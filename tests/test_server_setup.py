@@ -1,0 +1,92 @@
+"""knockssh-rotator init: what it writes and prints for a machine."""
+
+import os
+import re
+import stat
+import subprocess
+import sys
+
+import pytest
+from helpers import ROOT
+
+from rotator import knockdconf, server_setup
+
+EXAMPLE = os.path.join(ROOT, "server", "knockd.conf.example")
+
+
+def directives(text):
+    return {s.name: [(d.key, d.value) for d in s.directives] for s in knockdconf.parse(text)}
+
+
+def test_the_iptables_knockd_conf_is_the_shipped_example():
+    with open(EXAMPLE) as f:
+        example = f.read()
+    assert directives(server_setup.knockd_conf_text("eth0", 22, "iptables")) == directives(example)
+
+
+@pytest.mark.parametrize("firewall", server_setup.FIREWALLS)
+def test_every_knockd_conf_parses_and_guards_the_port_it_is_given(firewall):
+    text = server_setup.knockd_conf_text("ens5", 2222, firewall, "gate")
+    sections = {s.name: s for s in knockdconf.parse(text)}
+    door = sections["gate_ROTATOR"]
+    commands = [d.value for d in door.directives if d.key.endswith(("COMMAND", "COMMAND_6"))]
+    assert len(commands) == 4 and all("%IP%" in c for c in commands)
+    assert sections["options"].find("INTERFACE")[0].value == "ens5"
+    if firewall == "iptables":
+        assert all("--dport 2222" in c for c in commands)
+        assert " || " in door.find("START_COMMAND")[0].value  # idempotent
+    commands = server_setup.firewall_commands(2222, firewall)
+    assert any("2222" in c and "drop" in c.lower() for c in commands)
+
+
+def test_facts_of_the_machine():
+    route = (
+        "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n"
+        "ens5\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\n"
+        "ens5\t00000000\t0100A8C0\t0003\t0\t0\t0\t00000000\n"
+    )
+    assert server_setup.default_route_interface(route) == "ens5"
+    assert server_setup.default_route_interface(route.split("\n")[0]) is None
+    assert server_setup.sshd_port("#Port 22\nPort 2222 # mine\n") == 2222
+    assert server_setup.sshd_port("Port 0\n") == 22 and server_setup.sshd_port("") == 22
+
+
+def init(*args):
+    code = "import sys; from rotator.cli import main; sys.exit(main())"
+    return subprocess.run(
+        [sys.executable, "-c", code, "init", *args], capture_output=True, text=True, cwd=ROOT
+    )
+
+
+def test_init_writes_a_private_env_file_once_and_shows_the_secret_only_when_asked(tmp_path):
+    env_file = tmp_path / "knockssh" / "rotator.env"
+    common = ["--env-file", str(env_file), "--interface", "ens5", "--port", "22"]
+    done = init(*common)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(env_file.parent.stat().st_mode) == 0o700
+    secret = re.search(r"(?m)^KNOCKD_ROTATOR_SECRET=([0-9a-f]{64})$", env_file.read_text())[1]
+    assert secret not in done.stdout
+    assert "Interface = ens5" in done.stdout and "knockssh add " in done.stdout
+    before = env_file.read_bytes()
+    again = init(*common, "--show-secret")
+    assert again.returncode == 1 and "exists: left as it was" in again.stderr
+    assert again.stdout == "" and env_file.read_bytes() == before
+    env_file.unlink()
+    shown = init(*common, "--show-secret")
+    new = re.search(r"(?m)^KNOCKD_ROTATOR_SECRET=(\w+)$", env_file.read_text())[1]
+    assert f"secret: {new}\n" in shown.stdout and new not in shown.stderr and new != secret
+
+
+def test_the_env_file_init_writes_is_one_the_rotator_takes(tmp_path, monkeypatch, capsys):
+    from rotator import cli
+
+    text = server_setup.env_file_text("f" * 64)
+    for line in text.splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            monkeypatch.setenv(key, value)
+    conf = tmp_path / "knockd.conf"
+    conf.write_text(server_setup.knockd_conf_text("lo", 22, "iptables"))
+    assert cli.main(["--config", str(conf), "--dry-run"]) == 0
+    assert "ssh_ROTATOR: would change" in capsys.readouterr().out
