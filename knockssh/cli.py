@@ -14,6 +14,7 @@ usage: knockssh [-4|-6] [--config PATH] [--fdpass] [--offset N] [-v|-q] HOST POR
        knockssh generate SERVICE [--offset N] [--at UNIX_SECONDS]   (or --service S)
        knockssh knock HOST [SERVICE] [--service S] [--offset N] [-4|-6] [--config PATH]
        knockssh check [HOST] [--config PATH]
+       knockssh add HOST [--service S] [--secret-file PATH | --secret-stdin] [--config PATH]
        knockssh --version
 Every command takes -4/-6 and -v/-q anywhere on its line.
 
@@ -28,10 +29,10 @@ failures of the ProxyCommand are also kept in
 $XDG_STATE_HOME/knockssh/failures.log (~/.local/state/knockssh/failures.log),
 since under ControlPersist ssh discards the ProxyCommand's stderr.
 """
-COMMANDS = ("generate", "knock", "check")
+COMMANDS = ("generate", "knock", "check", "add")
 COMMON_FLAGS = {"-v": "verbose", "--verbose": "verbose", "-q": "quiet", "--quiet": "quiet"}
 NET_FLAGS = {"-4": "ipv4", "-6": "ipv6"}
-VALUE_OPTIONS = ("--config", "--offset", "--at", "--service")
+VALUE_OPTIONS = ("--config", "--offset", "--at", "--service", "--secret-file")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,9 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         if "-h" in rest or "--help" in rest:
             os.write(1, USAGE.encode())
             return 0
-        return {"proxy": _proxy, "generate": _generate, "knock": _knock, "check": _check}[command](
-            rest, log
-        )
+        commands = {"proxy": _proxy, "generate": _generate, "knock": _knock, "check": _check}
+        return {**commands, "add": _add}[command](rest, log)
     except PeerGone:
         return 1  # ssh is gone: nobody to tell
     except KnocksshError as exc:
@@ -244,6 +244,49 @@ def _knock(args: list[str], log: Log) -> int:
     family = _family(opts)
     chosen = Knocker(entry, os.environ, log).knock_only(host, family, _offset(opts))
     log.info(f"knocked {len(chosen.knocks)} ports for {host}, {chosen.label} ({entry.label})")
+    return 0
+
+
+def _add(args: list[str], log: Log) -> int:
+    opts, positionals = parse(
+        args,
+        {**COMMON_FLAGS, **NET_FLAGS, "--secret-stdin": "secret_stdin"},
+        {"--config": "config", "--service": "service", "--secret-file": "secret_file"},
+    )
+    log.level = _level(opts)
+    if len(positionals) != 1 or bool(opts.get("secret_stdin")) == bool(opts.get("secret_file")):
+        raise UsageError(
+            "usage: knockssh add HOST [--service S] (--secret-file PATH | --secret-stdin)"
+        )
+    from . import add
+
+    host, service = positionals[0], str(opts.get("service") or "ssh")
+    if opts.get("secret_stdin"):
+        text = sys.stdin.buffer.readline()
+        source = "standard input"
+    else:
+        source = str(opts["secret_file"])
+        try:
+            with open(os.path.expanduser(source), "rb") as f:
+                text = f.read()
+        except OSError as exc:
+            raise KnocksshError(f"{source}: cannot read: {exc.strerror}") from None
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError:
+        raise KnocksshError(f"{source}: the secret is not valid UTF-8 text") from None
+    secret = add.checked_secret(decoded, source)
+    path, stored = add.add(host, service, secret, opts.get("config"), os.environ)  # type: ignore[arg-type]
+    out = [f"added {host} (service {service}) to {path}; its secret is in {stored} (0600)"]
+    uses = add.ssh_uses_knockssh(host)
+    if uses is False or uses is None:
+        out += [
+            "ssh does not run knockssh for this host yet: add to ~/.ssh/config",
+            f"Host {host}",
+            "    ProxyCommand knockssh %h %p",
+        ]
+    out.append(f"then: knockssh check {host}")
+    os.write(1, ("\n".join(out) + "\n").encode())
     return 0
 
 

@@ -254,6 +254,26 @@ def command_line_cases() -> Iterator[Case]:
     ]
     for name, argv, place, code in cases:
         yield Case(f"cli-{name}", argv, place, hosts, env, code=code)
+    add = ["knockssh", "add", "new.test", "--secret-stdin"]
+    adds: list[tuple[str, list[str | bytes], bytes, str, int | None]] = [
+        ("short", add, b"abc\n", "standard input&at least 10", 1),
+        ("blank", add, b"   \n", "standard input&empty or blank", 1),
+        ("empty", add, b"", "standard input&empty or blank", 1),
+        ("placeholder", add, b"change-me-please-now\n", "standard input&placeholder", 1),
+        ("not-utf8", add, b"abcdefghijkl\xff\n", "standard input&UTF-8", 1),
+        ("taken", ["knockssh", "add", "h.test", "--secret-stdin"], b"abcdefghijkl\n", "h.test&already", 1),
+        ("space", ["knockssh", "add", "a b", "--secret-stdin"], b"abcdefghijkl\n", "a b", 1),
+        ("newline", ["knockssh", "add", "a\nb", "--secret-stdin"], b"abcdefghijkl\n", "a\\nb", 1),
+        ("no-secret", ["knockssh", "add", "new.test"], b"", "--secret-stdin", 2),
+        ("both", [*add, "--secret-file", "{tmp}/x"], b"", "--secret-stdin", 2),
+        ("file-missing", ["knockssh", "add", "n.test", "--secret-file", "{tmp}/none"], b"", "{tmp}/none", 1),
+    ]  # fmt: skip
+    for name, argv, stdin, place, code in adds:
+        yield Case(f"add-{name}", argv, place, hosts, env, code=code, stdin=stdin)
+    broken = {HOSTS: "[[host]\n"}
+    yield Case(
+        "add-to-broken-file", add, "hosts.toml&line 1", broken, env, code=1, stdin=b"abcdefghijkl\n"
+    )
     rotator: list[tuple[str, list[str | bytes], str, dict[str, str | bytes]]] = [
         ("missing-dir", ["--config", "{tmp}/nope/knockd.conf", "--no-reload"], "{tmp}/nope", {}),
         ("missing-file", ["--config", "{tmp}/none.conf", "--no-reload"], "none.conf", {}),
