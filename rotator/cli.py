@@ -12,7 +12,7 @@ from typing import NoReturn
 
 from knockssh.version import VERSION
 
-from . import apply, knockdconf, server_setup
+from . import apply, doctor, knockdconf, server_setup
 from .knockdconf import ConfError
 from .rotation import (
     Phase,
@@ -157,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["init"]:
         return init(argv[1:])
+    if argv[:1] == ["check"]:
+        return check(argv[1:])
     args = build_parser().parse_args(argv)
     out = Out(args.verbose, args.quiet)
     try:
@@ -424,3 +426,122 @@ def _read_or_empty(path: str) -> str:
             return f.read()
     except OSError:
         return ""
+
+
+def check_parser() -> argparse.ArgumentParser:
+    p = Parser(
+        prog="knockssh-rotator check",
+        description="Check this knockd server (read-only): one line per problem, with "
+        "what to run to fix it; exit 0 only when all is well.",
+    )
+    p.add_argument("--config", default=DEFAULT_CONFIG, help="knockd.conf (default %(default)s)")
+    p.add_argument("--env-file", default=server_setup.ENV_FILE, help="default %(default)s")
+    p.add_argument("--pidfile", help="knockd's pidfile (else its systemd unit, else a search)")
+    p.add_argument("--unit", default="knockd.service", help="knockd's systemd unit")
+    return p
+
+
+def check(argv: list[str]) -> int:
+    args = check_parser().parse_args(argv)
+    found = doctor.findings(gather(args))
+    for finding in found:
+        print(finding.line())
+    if not found:
+        print("all well")
+    return 1 if found else 0
+
+
+def _output(cmd: list[str]) -> str | None:
+    """A command's stdout, or None when it is missing or fails."""
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def gather(args: argparse.Namespace) -> doctor.Facts:
+    import stat
+
+    try:
+        conf_text, conf_error = apply.read_text(args.config), None
+    except apply.ApplyError as exc:
+        conf_text, conf_error = None, str(exc).removeprefix(f"{args.config}: ")
+    interfaces = {}
+    for name in _listdir("/sys/class/net"):
+        flags = _read_or_empty(f"/sys/class/net/{name}/flags").strip()
+        interfaces[name] = bool(int(flags, 16) & 1) if flags.startswith("0x") else True
+    systemd = apply.under_systemd()
+    pid = _knockd_pid(args, systemd)
+    knockd_interface = None
+    if pid:
+        words = apply.command_line(pid)
+        for flag in ("-i", "--interface"):
+            if flag in words[:-1]:
+                knockd_interface = words[words.index(flag) + 1]
+    try:
+        env_text = _read_strict(args.env_file)
+        env_values: dict[str, str] | None = doctor.parse_env_file(env_text)
+        env_mode: int | None = stat.S_IMODE(os.stat(args.env_file).st_mode)
+    except OSError:
+        env_values, env_mode = None, None
+    if systemd:
+        timer = _output(["systemctl", "is-active", "knockssh-rotator.timer"]) or ""
+        rotator_active: bool | None = timer.strip() == "active" or _follower_running()
+    else:
+        rotator_active = _follower_running()
+    ntp = _output(["timedatectl", "show", "-p", "NTPSynchronized", "--value"])
+    return doctor.Facts(
+        conf_path=args.config,
+        conf_text=conf_text,
+        conf_error=conf_error,
+        interfaces=interfaces,
+        default_interface=server_setup.default_route_interface(_read_or_empty("/proc/net/route")),
+        knockd_interface=knockd_interface,
+        knockd_running=pid is not None,
+        knockd_how=f"pid {pid}" if pid else "",
+        iptables={tool: _output([tool, "-S", "INPUT"]) for tool in ("iptables", "ip6tables")},
+        nft_ruleset=_output(["nft", "list", "ruleset"]),
+        env_path=args.env_file,
+        env_values=env_values,
+        env_mode=env_mode,
+        systemd=systemd,
+        rotator_active=rotator_active,
+        ntp_synchronized=None if ntp is None else ntp.strip() == "yes",
+    )
+
+
+def _knockd_pid(args: argparse.Namespace, systemd: bool) -> int | None:
+    if args.pidfile:
+        text = _read_or_empty(args.pidfile).strip()
+        pid = int(text) if text.isdigit() else 0
+    elif systemd:
+        text = (_output(["systemctl", "show", "-p", "MainPID", "--value", args.unit]) or "").strip()
+        pid = int(text) if text.isdigit() else 0
+    else:
+        pid = next((p for p in _pids() if apply.process_name(p) == "knockd"), 0)
+    return pid if pid and apply.pid_alive(pid) and apply.process_name(pid) == "knockd" else None
+
+
+def _follower_running() -> bool:
+    for pid in _pids():
+        words = apply.command_line(pid)
+        if "--follow" in words and any(w.endswith("knockssh-rotator") for w in words):
+            return True
+    return False
+
+
+def _pids() -> list[int]:
+    return [int(p) for p in _listdir("/proc") if p.isdigit()]
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def _read_strict(path: str) -> str:
+    with open(path, errors="surrogateescape") as f:
+        return f.read()

@@ -1,0 +1,273 @@
+"""``knockssh-rotator check``: what is wrong with a knockd server, decided purely from
+facts gathered elsewhere (files' texts, command outputs, modes). Each finding is one
+line: what is wrong, and what to run to fix it."""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from . import knockdconf
+from .knockdconf import ConfError
+from .scheme import ENV_NAMES, SchemeError, settings_from_env, validate
+
+
+class Facts(NamedTuple):
+    """What ``check`` saw. None where it could not be read (then nothing is said)."""
+
+    conf_path: str
+    conf_text: str | None  # None: unreadable (conf_error says why)
+    conf_error: str | None
+    interfaces: dict[str, bool]  # name -> up
+    default_interface: str | None
+    knockd_interface: str | None  # from knockd's own command line (-i), if running
+    knockd_running: bool
+    knockd_how: str  # "knockd.service", "pid 123", or "" when not found
+    iptables: dict[str, str | None]  # "iptables"/"ip6tables" -> `-S INPUT` output
+    nft_ruleset: str | None
+    env_path: str
+    env_values: dict[str, str] | None  # None: the env file is missing
+    env_mode: int | None
+    systemd: bool
+    rotator_active: bool | None  # the timer (under systemd) or a --follow process
+    ntp_synchronized: bool | None
+
+
+class Finding(NamedTuple):
+    problem: str
+    fix: str
+
+    def line(self) -> str:
+        return f"{self.problem} -- fix: {self.fix}"
+
+
+def findings(facts: Facts) -> list[Finding]:
+    found: list[Finding] = []
+    sections = _sections(facts, found)
+    if sections or facts.knockd_interface:  # else which interface knockd takes is unknown
+        _interface(facts, sections, found)
+    if not facts.knockd_running:
+        found.append(Finding("knockd is not running", "systemctl enable --now knockd.service"))
+    ports = _protected_ports(sections) if sections else [22]
+    for port in ports:
+        _firewall(facts, port, found)
+    for section in sections:
+        if section.is_rotator:
+            _door(facts, section, found)
+    _secret(facts, found)
+    if facts.rotator_active is False:
+        fix = (
+            "systemctl enable --now knockssh-rotator.timer"
+            if facts.systemd
+            else "run knockssh-rotator --follow under your init system"
+        )
+        found.append(Finding("nothing runs the rotator: the sequence never rotates", fix))
+    if facts.ntp_synchronized is False:
+        found.append(
+            Finding(
+                "the system clock is not NTP-synchronised: clients knock by the clock",
+                "apt install systemd-timesyncd (or chrony); timedatectl set-ntp true",
+            )
+        )
+    return found
+
+
+def _sections(facts: Facts, found: list[Finding]) -> list[knockdconf.Section]:
+    if facts.conf_text is None:
+        found.append(
+            Finding(f"{facts.conf_path}: {facts.conf_error}", "knockssh-rotator init prints one")
+        )
+        return []
+    try:
+        sections = knockdconf.parse(facts.conf_text)
+        knockdconf.rotator_sections(sections)
+    except ConfError as exc:
+        found.append(Finding(f"{facts.conf_path}: {exc}", f"edit {facts.conf_path}"))
+        return []
+    if not any(s.is_rotator for s in sections):
+        found.append(
+            Finding(
+                f"{facts.conf_path} has no *_ROTATOR section: nothing rotates",
+                "knockssh-rotator init prints one",
+            )
+        )
+    return sections
+
+
+def _interface(facts: Facts, sections: list[knockdconf.Section], found: list[Finding]) -> None:
+    configured = None
+    for section in sections:
+        if section.name == "options" and section.find("INTERFACE"):
+            configured = section.find("INTERFACE")[-1].value
+    name = facts.knockd_interface or configured or "eth0"  # knockd's default
+    suggestion = (
+        f"set 'Interface = {facts.default_interface}' (the default route's) in "
+        f"{facts.conf_path}, then systemctl restart knockd.service"
+        if facts.default_interface and facts.default_interface != name
+        else f"set Interface in {facts.conf_path} to this machine's interface"
+    )
+    if name not in facts.interfaces:
+        found.append(
+            Finding(f"knockd listens on {name}, which this machine does not have", suggestion)
+        )
+    elif not facts.interfaces[name]:
+        found.append(Finding(f"knockd's interface {name} is down", f"ip link set {name} up"))
+
+
+def _protected_ports(sections: list[knockdconf.Section]) -> list[int]:
+    ports = set()
+    for section in sections:
+        for directive in section.directives:
+            if directive.key.startswith("START_COMMAND"):
+                ports |= {int(p) for p in re.findall(r"(?:--dport|dport)\s+(\d+)", directive.value)}
+    return sorted(ports) or [22]
+
+
+def _firewall(facts: Facts, port: int, found: list[Finding]) -> None:
+    for family, tool, nft_families in (
+        ("IPv4", "iptables", ("ip", "inet")),
+        ("IPv6", "ip6tables", ("ip6", "inet")),
+    ):
+        rules = facts.iptables.get(tool)
+        drops, keeps = _iptables_guards(rules or "", port)
+        nft_drops, nft_keeps = _nft_guards(facts.nft_ruleset or "", port, nft_families)
+        if rules is None and facts.nft_ruleset is None:
+            continue  # nothing to read the firewall with
+        if not (drops or nft_drops):
+            found.append(
+                Finding(
+                    f"new connections to port {port} are not dropped over {family}: "
+                    "the knock protects nothing there",
+                    "knockssh-rotator init prints the firewall commands",
+                )
+            )
+        elif not (keeps or nft_keeps):
+            found.append(
+                Finding(
+                    f"no ESTABLISHED,RELATED accept over {family}: sessions die when the "
+                    "door closes",
+                    f"{tool} -I INPUT 1 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+                )
+            )
+
+
+def _iptables_guards(rules: str, port: int) -> tuple[bool, bool]:
+    lines = rules.splitlines()
+    drops = "-P INPUT DROP" in lines or any(
+        re.search(rf"--dport {port}\b.*-j (DROP|REJECT)", line) and "-s " not in line
+        for line in lines
+    )
+    keeps = any(
+        "ESTABLISHED" in line and line.endswith("-j ACCEPT") and line.startswith("-A INPUT")
+        for line in lines
+    )
+    return drops, keeps
+
+
+def _nft_guards(ruleset: str, port: int, families: tuple[str, ...]) -> tuple[bool, bool]:
+    drops = keeps = False
+    for table in re.split(r"(?m)^table ", ruleset)[1:]:
+        if table.split(" ", 1)[0] not in families:
+            continue
+        for chain in re.split(r"(?m)^\s*chain ", table)[1:]:
+            if "hook input" not in chain:
+                continue
+            body = chain.splitlines()
+            if "policy drop" in chain or any(
+                re.search(rf"^\s*(meta l4proto tcp )?tcp dport {port}\b.*\b(drop|reject)", line)
+                for line in body
+            ):
+                drops = True
+            if any(
+                "ct state" in line and "established" in line and "accept" in line for line in body
+            ):
+                keeps = True
+    return drops, keeps
+
+
+def _door(facts: Facts, section: knockdconf.Section, found: list[Finding]) -> None:
+    where = f"{facts.conf_path} [{section.name}]"
+    for start_key, stop_key in (
+        ("START_COMMAND", "STOP_COMMAND"),
+        ("START_COMMAND_6", "STOP_COMMAND_6"),
+    ):
+        starts = section.find(start_key)
+        if not starts:
+            continue
+        start = starts[-1].value
+        if "%IP%" not in start:
+            found.append(
+                Finding(
+                    f"{where}: {start_key.lower()} does not use %IP%: it opens the door for "
+                    "everyone",
+                    "admit only the knocker: -s %IP%",
+                )
+            )
+        if re.search(r"\b(iptables|ip6tables)\b.*\s-[IA]\s", start) and " -C " not in start:
+            found.append(
+                Finding(
+                    f"{where}: {start_key.lower()} is not idempotent: a second knock adds a "
+                    "second rule, and the stop_command removes only one",
+                    "check first: iptables -C RULE || iptables -I RULE",
+                )
+            )
+        stops = section.find(stop_key)
+        if stops and "%IP%" not in stops[-1].value:
+            found.append(Finding(f"{where}: {stop_key.lower()} does not use %IP%", "-s %IP%"))
+    _timeouts(facts, section, where, found)
+
+
+def _timeouts(facts: Facts, section: knockdconf.Section, where: str, found: list[Finding]) -> None:
+    period = _period(facts)
+    for key, limit in (("SEQ_TIMEOUT", 60), ("CMD_TIMEOUT", period)):
+        values = section.find(key)
+        if not values or not values[-1].value.isdigit():
+            continue
+        value = int(values[-1].value)
+        if value <= 0 or value > limit or value >= period:
+            found.append(
+                Finding(
+                    f"{where}: {key.lower()} = {value} does not fit a {period} s period "
+                    f"(want 1 to {min(limit, period - 1)})",
+                    f"edit {key.lower()} in {facts.conf_path}",
+                )
+            )
+
+
+def _period(facts: Facts) -> int:
+    text = (facts.env_values or {}).get(ENV_NAMES["period"], "21600")
+    return int(text) if text.isdigit() and int(text) > 0 else 21600
+
+
+def _secret(facts: Facts, found: list[Finding]) -> None:
+    if facts.env_values is None:
+        found.append(Finding(f"{facts.env_path} is missing", "knockssh-rotator init"))
+        return
+    if facts.env_mode is not None and facts.env_mode & 0o077:
+        found.append(
+            Finding(
+                f"{facts.env_path} is readable by others (mode {facts.env_mode:o}): it holds "
+                "the secret",
+                f"chmod 600 {facts.env_path}",
+            )
+        )
+    try:
+        validate(settings_from_env(facts.env_values), ENV_NAMES)
+    except SchemeError as exc:
+        found.append(Finding(f"{facts.env_path}: {exc}", f"edit {facts.env_path}"))
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """KEY=VALUE lines as systemd's EnvironmentFile= reads them (comments and blank
+    lines skipped, one level of quotes removed)."""
+    values = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")) or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values

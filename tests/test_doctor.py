@@ -1,0 +1,91 @@
+"""knockssh-rotator check's decisions, from facts alone: a good server has nothing to
+say, and each fault, provoked alone, gives its one finding."""
+
+import pytest
+from helpers import SECRET
+
+from rotator import doctor, server_setup
+
+PORT = 22
+CONF = server_setup.knockd_conf_text("ens5", PORT, "iptables")
+IPTABLES = (
+    "-P INPUT ACCEPT\n"
+    "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n"
+    "-A INPUT -p tcp -m tcp --dport 22 -j DROP\n"
+)
+NFT = """\
+table inet knock {
+\tchain input {
+\t\ttype filter hook input priority filter; policy accept;
+\t\tct state established,related accept
+\t\tip saddr @allowed tcp dport 22 accept
+\t\ttcp dport 22 drop
+\t}
+}
+"""
+GOOD = doctor.Facts(
+    conf_path="/etc/knockd.conf",
+    conf_text=CONF,
+    conf_error=None,
+    interfaces={"lo": True, "ens5": True},
+    default_interface="ens5",
+    knockd_interface=None,
+    knockd_running=True,
+    knockd_how="pid 7",
+    iptables={"iptables": IPTABLES, "ip6tables": IPTABLES},
+    nft_ruleset=None,
+    env_path="/etc/knockssh/rotator.env",
+    env_values=doctor.parse_env_file(server_setup.env_file_text(SECRET)),
+    env_mode=0o600,
+    systemd=True,
+    rotator_active=True,
+    ntp_synchronized=True,
+)
+
+
+def test_a_good_server_has_nothing_to_say():
+    assert doctor.findings(GOOD) == []
+    nft_only = GOOD._replace(iptables={"iptables": None, "ip6tables": None}, nft_ruleset=NFT)
+    assert doctor.findings(nft_only) == []  # an inet table covers both families
+    assert doctor.findings(GOOD._replace(ntp_synchronized=None, rotator_active=None)) == []
+
+
+def replace_in_conf(old, new):
+    assert old in CONF
+    return CONF.replace(old, new)
+
+
+FAULTS = [
+    ("unreadable conf", {"conf_text": None, "conf_error": "cannot read"}, "/etc/knockd.conf: cannot read"),
+    ("conf does not parse", {"conf_text": CONF + "frob\n"}, "line 14"),
+    ("no rotator section", {"conf_text": "[options]\n  Interface = ens5\n"}, "no *_ROTATOR section"),
+    ("interface missing", {"conf_text": replace_in_conf("ens5", "eth0")}, "knockd listens on eth0, which this machine does not have -- fix: set 'Interface = ens5'"),
+    ("interface down", {"interfaces": {"ens5": False}}, "interface ens5 is down"),
+    ("knockd -i wins", {"knockd_interface": "eth1"}, "knockd listens on eth1"),
+    ("knockd not running", {"knockd_running": False}, "knockd is not running"),
+    ("no drop", {"iptables": {"iptables": IPTABLES.replace("-j DROP", "-j ACCEPT"), "ip6tables": IPTABLES}}, "not dropped over IPv4"),
+    ("ipv6 open", {"iptables": {"iptables": IPTABLES, "ip6tables": "-P INPUT ACCEPT\n"}}, "not dropped over IPv6"),
+    ("no established", {"iptables": {"iptables": IPTABLES.replace("RELATED,ESTABLISHED", "NEW"), "ip6tables": IPTABLES}}, "no ESTABLISHED,RELATED accept over IPv4"),
+    ("not idempotent", {"conf_text": replace_in_conf("start_command = /usr/sbin/iptables -C INPUT -s %IP% -p tcp --dport 22 -j ACCEPT || ", "start_command = ")}, "start_command is not idempotent"),
+    ("no %IP%", {"conf_text": replace_in_conf("stop_command  = /usr/sbin/iptables -D INPUT -s %IP%", "stop_command  = /usr/sbin/iptables -D INPUT")}, "stop_command does not use %IP%"),
+    ("seq_timeout", {"conf_text": replace_in_conf("seq_timeout   = 10", "seq_timeout   = 600")}, "seq_timeout = 600"),
+    ("cmd_timeout", {"conf_text": replace_in_conf("cmd_timeout   = 30", "cmd_timeout   = 99999")}, "cmd_timeout = 99999"),
+    ("env missing", {"env_values": None, "env_mode": None}, "rotator.env is missing -- fix: knockssh-rotator init"),
+    ("env readable", {"env_mode": 0o644}, "readable by others (mode 644)"),
+    ("placeholder", {"env_values": {**GOOD.env_values, "KNOCKD_ROTATOR_SECRET": "change-me-to-something"}}, "placeholder"),
+    ("no secret", {"env_values": {"KNOCKD_ROTATOR_LENGTH": "10"}}, "KNOCKD_ROTATOR_SECRET: the shared secret is required"),
+    ("timer inactive", {"rotator_active": False}, "fix: systemctl enable --now knockssh-rotator.timer"),
+    ("no follower", {"rotator_active": False, "systemd": False}, "knockssh-rotator --follow"),
+    ("clock", {"ntp_synchronized": False}, "not NTP-synchronised"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "changes", "expected"), FAULTS, ids=[f[0] for f in FAULTS])
+def test_each_fault_gives_its_one_finding(name, changes, expected):
+    found = [f.line() for f in doctor.findings(GOOD._replace(**changes))]
+    assert len(found) == 1 and expected in found[0], found
+
+
+def test_the_env_file_is_read_as_systemd_reads_it():
+    text = "# c\n\nA=1\n B = \"two words\" \n;x\nC='q'\nnot a line\n"
+    assert doctor.parse_env_file(text) == {"A": "1", "B": "two words", "C": "q"}
