@@ -254,6 +254,48 @@ def test_the_unit_is_hardened(host):
     assert score <= 1.5, done.stdout[-400:]
 
 
+DOCTOR = "/usr/local/bin/knockssh-rotator check"
+DROP = "INPUT -p tcp --dport 22 -j DROP"
+KEEP = "INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"
+CONF_EDIT = "cp -p /etc/knockd.conf /root/k.good && sed -i {} /etc/knockd.conf"
+CONF_BACK = "cp -p /root/k.good /etc/knockd.conf"
+PROVOKED = [  # (fault, undo, what the doctor must say)
+    (CONF_EDIT.format("'s/Interface = .*/Interface = eth9/'"), CONF_BACK, "knockd listens on eth9, which this machine does not have -- fix: set 'Interface = ks"),
+    (f"iptables -D {DROP}", f"iptables -A {DROP}", "not dropped over IPv4"),
+    (f"ip6tables -D {DROP}", f"ip6tables -A {DROP}", "not dropped over IPv6"),
+    (f"iptables -D {KEEP}", f"iptables -I {KEEP}", "no ESTABLISHED,RELATED accept over IPv4"),
+    (CONF_EDIT.format("'s/^ *start_command *= .* || /    start_command = /'"), CONF_BACK, "start_command is not idempotent"),
+    (CONF_EDIT.format("'s/^ *seq_timeout .*/    seq_timeout = 900/'"), CONF_BACK, "seq_timeout = 900"),
+    ("chmod 644 /etc/knockssh/rotator.env", "chmod 600 /etc/knockssh/rotator.env", "readable by others"),
+    ("systemctl stop knockssh-rotator.timer", "systemctl start knockssh-rotator.timer", "nothing runs the rotator"),
+    ("systemctl stop knockd.service", "systemctl start knockd.service", "knockd is not running"),
+]  # fmt: skip
+
+
+def test_the_doctor_names_each_provoked_fault(host):
+    """knockssh-rotator check on the server as the README's setup left it, then with
+    one fault at a time, each undone before the next."""
+    unsynced = sh(host, "timedatectl show -p NTPSynchronized --value", check=False).stdout
+    allowed = {"not NTP-synchronised"} if unsynced.strip() == "no" else set()
+
+    def problems():
+        done = sh(host, DOCTOR, check=False)
+        lines = [line for line in done.stdout.splitlines() if line != "all well"]
+        lines = [line for line in lines if not any(a in line for a in allowed)]
+        assert done.returncode == (1 if lines or allowed else 0), done.stdout + done.stderr
+        return lines
+
+    assert problems() == []
+    for fault, undo, expected in PROVOKED:
+        sh(host, fault)
+        try:
+            found = problems()
+        finally:
+            sh(host, undo)
+        assert len(found) == 1 and expected in found[0], (fault, found)
+    assert problems() == []
+
+
 def test_the_firewall_and_services_survive_a_reboot(host, record):
     """Last: the guest powers off and boots again on its own disk (the overlay). Its
     network namespace is the lab's and outlives it, so the rules a reboot would lose
