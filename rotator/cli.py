@@ -467,10 +467,7 @@ def gather(args: argparse.Namespace) -> doctor.Facts:
         conf_text, conf_error = apply.read_text(args.config), None
     except apply.ApplyError as exc:
         conf_text, conf_error = None, str(exc).removeprefix(f"{args.config}: ")
-    interfaces = {}
-    for name in _listdir("/sys/class/net"):
-        flags = _read_or_empty(f"/sys/class/net/{name}/flags").strip()
-        interfaces[name] = bool(int(flags, 16) & 1) if flags.startswith("0x") else True
+    interfaces = doctor.interfaces_of(_output(["ip", "-o", "link", "show"]) or "")
     systemd = apply.under_systemd()
     pid = _knockd_pid(args, systemd)
     knockd_interface = None

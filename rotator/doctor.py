@@ -257,6 +257,18 @@ def _secret(facts: Facts, found: list[Finding]) -> None:
         found.append(Finding(f"{facts.env_path}: {exc}", f"edit {facts.env_path}"))
 
 
+def interfaces_of(ip_link: str) -> dict[str, bool]:
+    """Interface name -> administratively up, from ``ip -o link show`` (this network
+    namespace's, which a container's /sys need not show)."""
+    found = {}
+    for line in ip_link.splitlines():
+        parts = line.split(": ", 2)
+        if len(parts) == 3:
+            flags = parts[2].split(">", 1)[0].lstrip("<").split(",")
+            found[parts[1].split("@", 1)[0]] = "UP" in flags
+    return found
+
+
 def parse_env_file(text: str) -> dict[str, str]:
     """KEY=VALUE lines as systemd's EnvironmentFile= reads them (comments and blank
     lines skipped, one level of quotes removed)."""

@@ -89,3 +89,12 @@ def test_each_fault_gives_its_one_finding(name, changes, expected):
 def test_the_env_file_is_read_as_systemd_reads_it():
     text = "# c\n\nA=1\n B = \"two words\" \n;x\nC='q'\nnot a line\n"
     assert doctor.parse_env_file(text) == {"A": "1", "B": "two words", "C": "q"}
+
+
+def test_interfaces_as_ip_link_shows_them():
+    text = (
+        "1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN\n"
+        "2: ens5@if7: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 state UP\n"
+        "3: eth1: <BROADCAST,MULTICAST> mtu 1500 qdisc noop state DOWN\n"
+    )
+    assert doctor.interfaces_of(text) == {"lo": True, "ens5": True, "eth1": False}

@@ -67,6 +67,8 @@ def test_man_finds_the_pages_of_a_venv_install(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "pip"), "install", "-q", "--no-deps", ROOT]
     subprocess.run(pip, check=True, capture_output=True, timeout=300)
+    version = subprocess.run([str(venv / "bin" / "knockssh"), "--version"], capture_output=True)
+    assert version.stdout == f"knockssh {VERSION}\n".encode()  # the launcher is installed too
     env = {k: v for k, v in os.environ.items() if k != "MANPATH"}
     env["PATH"] = f"{venv / 'bin'}:/usr/bin:/bin"
     for name, found in (
