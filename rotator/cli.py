@@ -364,8 +364,8 @@ def init_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="knockssh-rotator init",
         description="Write the env file with a fresh secret (never over an existing one) "
-        "and print, for this machine, the knockd.conf, the firewall commands and what to "
-        "give clients.",
+        "and print, for this machine, a shell script that writes knockd.conf, sets the "
+        "firewall and starts the units: read it, then run it (init | sh).",
     )
     p.add_argument("--env-file", default=server_setup.ENV_FILE, help="default %(default)s")
     p.add_argument("--interface", help="knockd's interface (default: the default route's)")
@@ -401,22 +401,12 @@ def init(argv: list[str]) -> int:
     except OSError as exc:
         out.error(f"{args.env_file}: cannot write: {exc.strerror}")
         return 1
-    host = os.uname().nodename
-    print(f"# wrote {args.env_file} (0600) with a new secret")
-    print(
-        f"# /etc/knockd.conf for this machine (interface {interface}, ssh port {port}, "
-        f"{firewall}; chmod 600):"
+    script = server_setup.setup_script(
+        interface, port, firewall, args.service, args.env_file, os.uname().nodename
     )
-    print(server_setup.knockd_conf_text(interface, port, firewall, args.service))
-    print("# the firewall, as root (keeps established sessions, drops new ones to the port):")
-    print("\n".join(server_setup.firewall_commands(port, firewall)))
-    print("\n# then: systemctl enable --now knockd.service knockssh-rotator.timer")
-    print(
-        f"# and: knockssh-rotator check\n# clients: knockssh add {host} --service "
-        f"{args.service} --secret-stdin   (the secret is in {args.env_file})"
-    )
+    print(script, end="")
     if args.show_secret:
-        print(f"secret: {secret}")
+        print(f"# secret: {secret}")
     return 0
 
 

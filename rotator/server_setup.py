@@ -98,3 +98,49 @@ def sshd_port(sshd_config: str) -> int:
             if 0 < port < 65536:
                 return port
     return 22
+
+
+UNITS = ("knockssh-rotator.service", "knockssh-rotator.timer")
+
+
+def unit_text(name: str) -> str:
+    """A unit file shipped with the package (server/ links to the same files)."""
+    import os
+
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "units", name)) as f:
+        return f.read()
+
+
+def setup_script(
+    interface: str, port: int, firewall: str, service: str, env_file: str, host: str
+) -> str:
+    """What ``knockssh-rotator init`` prints: a shell script to read, then to run
+    (``knockssh-rotator init | sh``). It holds no secret: the env file does."""
+    conf = knockd_conf_text(interface, port, firewall, service)
+    lines = [
+        "#!/bin/sh",
+        f"# knockssh-rotator init: a knockd server on {interface}, guarding ssh port {port}"
+        f" with {firewall}.",
+        f"# The settings and the new secret are in {env_file} (0600). Read this, then run it:",
+        "#   knockssh-rotator init ... | sh",
+        "set -eu",
+        "# knockd.conf (the one it replaces is kept as /etc/knockd.conf.before-knockssh)",
+        "[ ! -e /etc/knockd.conf ] || [ -e /etc/knockd.conf.before-knockssh ] ||"
+        " cp -p /etc/knockd.conf /etc/knockd.conf.before-knockssh",
+        "install -m 600 /dev/null /etc/knockd.conf.new",
+        f"cat > /etc/knockd.conf.new <<'EOF'\n{conf}EOF",
+        "mv /etc/knockd.conf.new /etc/knockd.conf",
+        f"# the firewall: established sessions kept, new ones to port {port} dropped unless a"
+        " door admits them, IPv4 and IPv6; saved for boot",
+        *firewall_commands(port, firewall),
+        "# the rotator's units, then knockd and the timer",
+        *(f"cat > /etc/systemd/system/{name} <<'EOF'\n{unit_text(name)}EOF" for name in UNITS),
+        "systemctl daemon-reload",
+        "systemctl enable knockd.service knockssh-rotator.timer",
+        "systemctl restart knockd.service",
+        "systemctl start knockssh-rotator.timer knockssh-rotator.service",
+        f"# clients: knockssh add {host} --service {service} --secret-stdin"
+        f"   (with the secret from {env_file})",
+        "",
+    ]
+    return "\n".join(lines)

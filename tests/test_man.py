@@ -11,7 +11,7 @@ from helpers import ROOT
 
 from knockssh.cli import USAGE
 from knockssh.version import VERSION
-from rotator.cli import build_parser
+from rotator.cli import build_parser, check_parser, init_parser
 
 MAN = os.path.join(ROOT, "man")
 PAGES = ["knockssh.1", "knockssh-ssh.1", "knockssh-rotator.8"]
@@ -33,8 +33,9 @@ def test_every_option_of_the_help_is_in_its_page():
     client = set(re.findall(r"(?<![\w-])--?[a-z0-9][a-z0-9-]*", USAGE)) - {"-m"}
     assert {"--config", "--offset", "--version", "-4"} <= client
     assert not {o for o in client if o not in page("knockssh.1")}
-    rotator = {o for a in build_parser()._actions for o in a.option_strings}
-    assert {"--follow", "--grace", "--version"} <= rotator
+    parsers = (build_parser(), init_parser(), check_parser())
+    rotator = {o for p in parsers for a in p._actions for o in a.option_strings}
+    assert {"--follow", "--grace", "--version", "--show-secret", "--env-file"} <= rotator
     assert not {o for o in rotator if o not in page("knockssh-rotator.8")}
 
 

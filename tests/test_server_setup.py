@@ -90,3 +90,20 @@ def test_the_env_file_init_writes_is_one_the_rotator_takes(tmp_path, monkeypatch
     conf.write_text(server_setup.knockd_conf_text("lo", 22, "iptables"))
     assert cli.main(["--config", str(conf), "--dry-run"]) == 0
     assert "ssh_ROTATOR: would change" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("firewall", server_setup.FIREWALLS)
+def test_the_setup_script_is_sh_and_carries_the_files_whole(firewall):
+    script = server_setup.setup_script(
+        "ens5", 22, firewall, "ssh", "/etc/knockssh/rotator.env", "h"
+    )
+    assert subprocess.run(["sh", "-n"], input=script, text=True).returncode == 0
+    conf = server_setup.knockd_conf_text("ens5", 22, firewall)
+    assert f"cat > /etc/knockd.conf.new <<'EOF'\n{conf}EOF\n" in script
+    for name in server_setup.UNITS:
+        with open(os.path.join(ROOT, "server", name)) as f:  # the link in server/
+            assert f"<<'EOF'\n{f.read()}EOF\n" in script
+    assert SECRET_FREE.search(script) is None
+
+
+SECRET_FREE = re.compile(r"KNOCKD_ROTATOR_SECRET=")

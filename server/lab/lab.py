@@ -488,20 +488,31 @@ class Lab:
         return subprocess.run(["ip", "netns", "exec", self.server_ns, *cmd], **kw)
 
     # lifecycle
-    def up(self, firewall: str = "iptables", link: str = "lan", host: str = "netns") -> None:
+    def up(
+        self,
+        firewall: str = "iptables",
+        link: str = "lan",
+        host: str = "netns",
+        setup: str = "server-setup",
+    ) -> None:
         """Bring the lab up behind ``firewall`` over ``link``: a profile of LINKS, or a
         spec such as ``delay=30ms,jitter=10ms,loss=1%`` (linkbridge.parse_spec).
         ``host`` is ``netns`` (knockd and sshd run in the server namespace: fast) or
-        ``systemd`` (a booted Debian 12, set up by the README's server setup)."""
+        ``systemd`` (a booted Debian 12, set up by the README's ``setup``: its "Server
+        setup", or the server part of its "Quick start") or ``container``."""
         if self.exists():
             return
         if host not in HOSTS:
             raise ValueError(f"unknown host {host!r} (choose from {', '.join(HOSTS)})")
+        if setup not in systemd_host.SETUPS:
+            raise ValueError(
+                f"unknown setup {setup!r} (choose from {', '.join(systemd_host.SETUPS)})"
+            )
         spec = link_spec(link)
         os.makedirs(self.dir, mode=0o700)
         try:
             with open(self.path("state.json"), "w") as f:
-                json.dump({"firewall": firewall, "link": link, "host": host}, f)
+                json.dump({"firewall": firewall, "link": link, "host": host, "setup": setup}, f)
             self._network(spec)
             self._files()
             if host == "systemd":
@@ -553,12 +564,14 @@ class Lab:
         self._checkout_with_wheel()
         guest = self.guest()
         guest.boot()
+        heading, after = systemd_host.SETUPS[self._state().get("setup", "server-setup")]
         with open(os.path.join(ROOT, "README.md")) as f:
-            setup = systemd_host.readme_server_setup(f.read())
+            setup = systemd_host.readme_server_setup(f.read(), heading, after)
         for line in setup:
             done = guest.shell(line, cwd="/src", check=False, env=GUEST_ENV)
-            if done.returncode != 0:
-                raise RuntimeError(f"README server setup: {line!r} failed: {done.stderr.strip()}")
+            if done.returncode != 0 and not self._only_the_hosts_clock(line, done.stdout):
+                said = (done.stdout + done.stderr).strip()
+                raise RuntimeError(f"README {heading}: {line!r} failed: {said}")
         with open(self.path("client_key.pub")) as f:
             key = f.read()
         guest.shell("install -d -m 700 /root/.ssh && cat > /root/.ssh/authorized_keys", input=key)
@@ -566,6 +579,19 @@ class Lab:
         found = dict(line.split("=", 1) for line in env.splitlines() if "=" in line)
         os.unlink(self.path("secret"))  # the lab's own: the guest made the real one
         write_private(self.path("secret"), found["KNOCKD_ROTATOR_SECRET"] + "\n")
+
+    def _only_the_hosts_clock(self, line: str, said: str) -> bool:
+        """The doctor's one finding is the clock, and the kernel (the host's: the guest
+        shares it) really is not NTP-synchronised. Nothing a setup does in a lab
+        without the Internet can change that, and the lab must not touch the host's
+        clock, so this finding alone does not fail the setup."""
+        if not line.startswith("knockssh-rotator check"):
+            return False
+        problems = [p for p in said.splitlines() if p.strip()]
+        if len(problems) != 1 or "not NTP-synchronised" not in problems[0]:
+            return False
+        show = ["timedatectl", "show", "-p", "NTPSynchronized", "--value"]
+        return self.guest().run(show, check=False).stdout.strip() == "no"
 
     def host(self) -> str:
         return str(self._state().get("host", "netns"))

@@ -82,10 +82,13 @@ def rootfs() -> str:
     return path
 
 
-def readme_server_setup(readme: str) -> list[str]:
-    """The commands of the README's "Server setup": its first indented block, one
-    command per line, comments kept (the shell drops them)."""
-    section = readme.split("\n## Server setup", 1)[1].split("\n## ", 1)[0]
+def readme_server_setup(readme: str, heading: str = "Server setup", after: str = "") -> list[str]:
+    """The commands of a README section: its first indented block (after the first
+    paragraph starting with ``after``, if given), one command per line, comments kept
+    (the shell drops them)."""
+    section = readme.split(f"\n## {heading}", 1)[1].split("\n## ", 1)[0]
+    if after:
+        section = section.split(f"\n{after}", 1)[1]
     block: list[str] = []
     for line in section.split("\n")[1:]:
         if line.startswith("    "):
@@ -93,6 +96,12 @@ def readme_server_setup(readme: str) -> list[str]:
         elif block and line.strip():
             break
     return [line for line in block if line.strip()]
+
+
+SETUPS = {  # how a systemd host is set up: the README's section, and where in it
+    "server-setup": ("Server setup", ""),
+    "quick-start": ("Quick start", "Server ("),
+}
 
 
 CGROUP_ROOTS = ("/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified")

@@ -34,10 +34,10 @@ def lab():
         instance.down()
 
 
-def _lab_on(host):
+def _lab_on(host, setup="server-setup"):
     _require_lab()
     instance = labmod.Lab(labmod.new_name())
-    instance.up(host=host)
+    instance.up(host=host, setup=setup)
     try:
         yield instance
         for out in OUTPUTS:
@@ -51,6 +51,12 @@ def systemd_lab():
     """A lab whose server is a booted Debian 12 (systemd-nspawn), set up by the
     README's server setup; one per test module, always torn down."""
     yield from _lab_on("systemd")
+
+
+@pytest.fixture(scope="module")
+def quick_start_lab():
+    """A booted Debian 12 set up by the server part of the README's quick start."""
+    yield from _lab_on("systemd", setup="quick-start")
 
 
 @pytest.fixture(scope="module")
