@@ -259,6 +259,8 @@ DROP = "INPUT -p tcp --dport 22 -j DROP"
 KEEP = "INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"
 CONF_EDIT = "cp -p /etc/knockd.conf /root/k.good && sed -i {} /etc/knockd.conf"
 CONF_BACK = "cp -p /root/k.good /etc/knockd.conf"
+ENV_EDIT = "cp -p /etc/knockssh/rotator.env /root/e.good && sed -i {} /etc/knockssh/rotator.env"
+ENV_BACK = "cp -p /root/e.good /etc/knockssh/rotator.env"
 PROVOKED = [  # (fault, undo, what the doctor must say)
     (CONF_EDIT.format("'s/Interface = .*/Interface = eth9/'"), CONF_BACK, "knockd listens on eth9, which this machine does not have -- fix: set 'Interface = ks"),
     (f"iptables -D {DROP}", f"iptables -A {DROP}", "not dropped over IPv4"),
@@ -269,6 +271,13 @@ PROVOKED = [  # (fault, undo, what the doctor must say)
     ("chmod 644 /etc/knockssh/rotator.env", "chmod 600 /etc/knockssh/rotator.env", "readable by others"),
     ("systemctl stop knockssh-rotator.timer", "systemctl start knockssh-rotator.timer", "nothing runs the rotator"),
     ("systemctl stop knockd.service", "systemctl start knockd.service", "knockd is not running"),
+    (CONF_EDIT.format("'/^ *stop_command *=/s/-D INPUT -s %IP%/-D INPUT/'"), CONF_BACK, "stop_command does not use %IP%"),
+    (CONF_EDIT.format("'s/^ *cmd_timeout .*/    cmd_timeout = 99999/'"), CONF_BACK, "cmd_timeout = 99999"),
+    (CONF_EDIT.format("'$a frobnicate'"), CONF_BACK, "is not KEY = VALUE"),
+    (CONF_EDIT.format("'s/_ROTATOR]/]/'"), CONF_BACK, "no *_ROTATOR section"),
+    (ENV_EDIT.format("'s/^KNOCKD_ROTATOR_SECRET=.*/KNOCKD_ROTATOR_SECRET=change-me-please-now/'"), ENV_BACK, "placeholder"),
+    (ENV_EDIT.format("'s/^KNOCKD_ROTATOR_SECRET=.*/KNOCKD_ROTATOR_SECRET=short/'"), ENV_BACK, "at least 10 characters"),
+    ("mv /etc/knockssh/rotator.env /root/rotator.env.moved", "mv /root/rotator.env.moved /etc/knockssh/rotator.env", "rotator.env is missing"),
 ]  # fmt: skip
 
 
