@@ -6,6 +6,11 @@ knockssh generate ssh --offset -1      # the previous period's
 knockssh knock bastion.example.org     # knock only (mapping file entry)
 knockssh knock 203.0.113.7 ssh         # knockd_rotator's argument order
 knockssh check                         # validate hosts.toml, show entropy and next rotation
+knockssh add bastion.example.org --secret-stdin < bastion.secret   # a new host entry
+knockssh --version
 knockssh-ssh bastion.example.org uptime
 knockssh-scp ./file bastion.example.org:/tmp/
 knockssh-rsync -a -e "ssh -p 2222" ./dir/ bastion.example.org:dir/
+# on the server, as root
+knockssh-rotator init                  # env file with a new secret; prints the setup script
+knockssh-rotator check                 # what is wrong, and the command that fixes it

@@ -401,8 +401,10 @@ def init(argv: list[str]) -> int:
     except OSError as exc:
         out.error(f"{args.env_file}: cannot write: {exc.strerror}")
         return 1
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "units")
+    units = {name: _read_strict(os.path.join(here, name)) for name in server_setup.UNITS}
     script = server_setup.setup_script(
-        interface, port, firewall, args.service, args.env_file, os.uname().nodename
+        interface, port, firewall, args.service, args.env_file, os.uname().nodename, units
     )
     print(script, end="")
     if args.show_secret:
@@ -486,7 +488,6 @@ def gather(args: argparse.Namespace) -> doctor.Facts:
         default_interface=server_setup.default_route_interface(_read_or_empty("/proc/net/route")),
         knockd_interface=knockd_interface,
         knockd_running=pid is not None,
-        knockd_how=f"pid {pid}" if pid else "",
         iptables={tool: _output([tool, "-S", "INPUT"]) for tool in ("iptables", "ip6tables")},
         nft_ruleset=_output(["nft", "list", "ruleset"]),
         env_path=args.env_file,

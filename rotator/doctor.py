@@ -22,7 +22,6 @@ class Facts(NamedTuple):
     default_interface: str | None
     knockd_interface: str | None  # from knockd's own command line (-i), if running
     knockd_running: bool
-    knockd_how: str  # "knockd.service", "pid 123", or "" when not found
     iptables: dict[str, str | None]  # "iptables"/"ip6tables" -> `-S INPUT` output
     nft_ruleset: str | None
     env_path: str

@@ -100,19 +100,17 @@ def sshd_port(sshd_config: str) -> int:
     return 22
 
 
-UNITS = ("knockssh-rotator.service", "knockssh-rotator.timer")
-
-
-def unit_text(name: str) -> str:
-    """A unit file shipped with the package (server/ links to the same files)."""
-    import os
-
-    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "units", name)) as f:
-        return f.read()
+UNITS = ("knockssh-rotator.service", "knockssh-rotator.timer")  # in rotator/units/
 
 
 def setup_script(
-    interface: str, port: int, firewall: str, service: str, env_file: str, host: str
+    interface: str,
+    port: int,
+    firewall: str,
+    service: str,
+    env_file: str,
+    host: str,
+    units: dict[str, str],
 ) -> str:
     """What ``knockssh-rotator init`` prints: a shell script to read, then to run
     (``knockssh-rotator init | sh``). It holds no secret: the env file does."""
@@ -134,7 +132,7 @@ def setup_script(
         " door admits them, IPv4 and IPv6; saved for boot",
         *firewall_commands(port, firewall),
         "# the rotator's units, then knockd and the timer",
-        *(f"cat > /etc/systemd/system/{name} <<'EOF'\n{unit_text(name)}EOF" for name in UNITS),
+        *(f"cat > /etc/systemd/system/{name} <<'EOF'\n{text}EOF" for name, text in units.items()),
         "systemctl daemon-reload",
         "systemctl enable knockd.service knockssh-rotator.timer",
         "systemctl restart knockd.service",

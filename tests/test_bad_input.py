@@ -344,32 +344,29 @@ def knockd_conf_cases() -> Iterator[Case]:
 
 
 def wrapper_cases() -> Iterator[Case]:
-    empty: dict[str, str | bytes] = {"PATH": "{tmp}/empty"}
+    empty: dict[str, str | bytes] = {"PATH": "{tmp}/empty"}  # no ssh, scp or rsync there
+    for tool, args in (
+        ("ssh", ["h.test"]),
+        ("scp", ["a", "h.test:b"]),
+        ("rsync", ["a", "h.test:b"]),
+    ):
+        argv: list[str | bytes] = [f"knockssh-{tool}", *args]
+        yield Case(
+            f"wrap-{tool}-missing",
+            argv,
+            f"{tool} is not installed",
+            {"empty/.keep": ""},
+            empty,
+            code=127,
+        )
     yield Case(
-        "wrap-ssh-missing",
+        "wrap-own-ssh-missing",
         ["knockssh-ssh", "h.test"],
-        "ssh is not installed",
-        {"empty/.keep": ""},
-        empty,
+        "/nonexistent/ssh is not installed",
+        {},
+        {"KNOCKSSH_SSH": "/nonexistent/ssh"},
         code=127,
     )
-    yield Case(
-        "wrap-scp-missing",
-        ["knockssh-scp", "a", "h.test:b"],
-        "scp is not installed",
-        {"empty/.keep": ""},
-        empty,
-        code=127,
-    )
-    yield Case(
-        "wrap-rsync-missing",
-        ["knockssh-rsync", "a", "h.test:b"],
-        "rsync is not installed",
-        {"empty/.keep": ""},
-        empty,
-        code=127,
-    )
-    yield Case("wrap-own-ssh-missing", ["knockssh-ssh", "h.test"], "/nonexistent/ssh is not installed", {}, {"KNOCKSSH_SSH": "/nonexistent/ssh"}, code=127)  # fmt: skip
 
 
 CASES = [

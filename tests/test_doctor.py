@@ -31,7 +31,6 @@ GOOD = doctor.Facts(
     default_interface="ens5",
     knockd_interface=None,
     knockd_running=True,
-    knockd_how="pid 7",
     iptables={"iptables": IPTABLES, "ip6tables": IPTABLES},
     nft_ruleset=None,
     env_path="/etc/knockssh/rotator.env",

@@ -68,6 +68,8 @@ def test_init_writes_a_private_env_file_once_and_shows_the_secret_only_when_aske
     secret = re.search(r"(?m)^KNOCKD_ROTATOR_SECRET=([0-9a-f]{64})$", env_file.read_text())[1]
     assert secret not in done.stdout
     assert "Interface = ens5" in done.stdout and "knockssh add " in done.stdout
+    for name in server_setup.UNITS:  # the package's units, which server/ links to
+        assert server_unit(name) in done.stdout
     before = env_file.read_bytes()
     again = init(*common, "--show-secret")
     assert again.returncode == 1 and "exists: left as it was" in again.stderr
@@ -94,16 +96,21 @@ def test_the_env_file_init_writes_is_one_the_rotator_takes(tmp_path, monkeypatch
 
 @pytest.mark.parametrize("firewall", server_setup.FIREWALLS)
 def test_the_setup_script_is_sh_and_carries_the_files_whole(firewall):
+    units = {name: server_unit(name) for name in server_setup.UNITS}
     script = server_setup.setup_script(
-        "ens5", 22, firewall, "ssh", "/etc/knockssh/rotator.env", "h"
+        "ens5", 22, firewall, "ssh", "/etc/knockssh/rotator.env", "h", units
     )
     assert subprocess.run(["sh", "-n"], input=script, text=True).returncode == 0
     conf = server_setup.knockd_conf_text("ens5", 22, firewall)
     assert f"cat > /etc/knockd.conf.new <<'EOF'\n{conf}EOF\n" in script
-    for name in server_setup.UNITS:
-        with open(os.path.join(ROOT, "server", name)) as f:  # the link in server/
-            assert f"<<'EOF'\n{f.read()}EOF\n" in script
+    for name, text in units.items():
+        assert f"cat > /etc/systemd/system/{name} <<'EOF'\n{text}EOF\n" in script
     assert SECRET_FREE.search(script) is None
+
+
+def server_unit(name):
+    with open(os.path.join(ROOT, "server", name)) as f:  # the link in server/
+        return f.read()
 
 
 SECRET_FREE = re.compile(r"KNOCKD_ROTATOR_SECRET=")
