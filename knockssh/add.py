@@ -1,12 +1,21 @@
 """``knockssh add HOST``: a host entry in the mapping file, its secret in a private
-file beside it, and the ssh_config lines ssh still needs."""
+file beside it, and the ssh_config lines ssh still needs.
+
+Everything is checked before anything is written, and the writing is done under a
+lock on the mapping file's directory, so that concurrent ``add``s each keep their
+entry. The mapping file is replaced atomically, only if it is a regular file the
+user may write (through a symbolic link to its target: dotfiles keep their link);
+the secret goes into a new 0600 file in a ``secrets/`` directory nobody else
+controls."""
 
 from __future__ import annotations
 
-import json
+import contextlib
+import errno
 import os
+import stat
 
-from rotator import scheme
+from rotator import files, scheme
 
 from . import mapping
 from .errors import KnocksshError
@@ -15,23 +24,41 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-
-def secret_path(hosts_toml: str, host: str) -> str:
-    """Where ``host``'s secret is kept: secrets/ beside the mapping file, one file
-    per host, its name the host's with anything unusual replaced."""
-    safe = "".join(c if c.isascii() and (c.isalnum() or c in ".-_") else "_" for c in host)
-    return os.path.join(os.path.dirname(hosts_toml), "secrets", f"{safe.lstrip('.')}.secret")
+SECRET_LIMIT = 64 * 1024  # bytes read at most for a secret: /dev/zero is not one
+SAFE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
 
 
-def checked_secret(text: str, source: str) -> str:
-    """The secret as read (one line, the newline dropped), refused as the scheme refuses
-    it, naming ``source``."""
+def secret_path(directory: str, host: str) -> str:
+    """Where ``host``'s secret is kept: ``secrets/`` in ``directory``, one file per
+    host. Letters, digits, '.' and '-' are kept, every other byte of the name is
+    written ``_XX``, so two hosts never share a file (é.example is
+    _c3_a9.example.secret)."""
+    name = "".join(
+        c if c in SAFE_NAME_CHARS and not (i == 0 and c == ".") else _escaped(c)
+        for i, c in enumerate(host)
+    )
+    return os.path.join(directory, "secrets", f"{name}.secret")
+
+
+def _escaped(c: str) -> str:
+    return "".join(f"_{b:02x}" for b in c.encode("utf-8", "surrogateescape"))
+
+
+def checked_secret(data: bytes, source: str) -> str:
+    """The secret as read: one line of text (its newline, and a CR before it,
+    dropped), refused as the scheme refuses it, naming ``source``."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise KnocksshError(f"{source}: the secret is not valid UTF-8 text") from None
     secret = text[:-1] if text.endswith("\n") else text
-    secret = secret.rstrip("\r")
+    secret = secret[:-1] if secret.endswith("\r") else secret
     if not secret.strip():
         raise KnocksshError(f"{source}: the secret is empty or blank")
-    if "\n" in secret:
+    if "\n" in secret or "\r" in secret:
         raise KnocksshError(f"{source}: the secret must be one line")
+    if not secret.isprintable():
+        raise KnocksshError(f"{source}: the secret holds a control character (a NUL, a tab...)")
     try:
         ports = scheme.parse_port_spec(scheme.DEFAULTS["PORTS"])
         scheme.validate(scheme.Settings(secret, ports=ports), {"secret": source})
@@ -40,86 +67,166 @@ def checked_secret(text: str, source: str) -> str:
     return secret
 
 
+def read_secret_stdin() -> bytes:
+    """The secret on standard input: a line from a terminal, else the whole input
+    (so a second line is seen and refused), bounded either way."""
+    try:
+        if os.isatty(0):
+            line = b""
+            while not line.endswith(b"\n") and len(line) <= SECRET_LIMIT:
+                chunk = os.read(0, 1)
+                if not chunk:
+                    break
+                line += chunk
+            return line
+        return files.read_bounded(0, SECRET_LIMIT)
+    except OSError as exc:
+        if exc.errno == errno.EBADF:
+            raise KnocksshError("standard input is closed: no secret to read") from None
+        raise KnocksshError(f"standard input: {exc.strerror}") from None
+
+
+def read_secret_file(path: str) -> bytes:
+    """A secret file as given: a regular file, or a pipe (``<(pass show x)``); read
+    to its end, bounded."""
+    try:
+        fd = os.open(os.path.expanduser(path), os.O_RDONLY | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise KnocksshError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise KnocksshError(f"{path}: cannot read: is a directory")
+        return files.read_bounded(fd, SECRET_LIMIT)
+    except OSError as exc:
+        raise KnocksshError(f"{path}: cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def toml_string(text: str) -> str:
+    """A TOML basic string: quotes, backslashes and control characters escaped,
+    everything else (é, emoji) as it is."""
+    out = []
+    for c in text:
+        if c in '"\\':
+            out.append("\\" + c)
+        elif ord(c) < 0x20 or ord(c) == 0x7F:
+            out.append(f"\\u{ord(c):04x}")
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
+
+
 def entry_text(host: str, service: str, secret_file: str) -> str:
-    """A ``[[host]]`` entry; JSON's string quoting is valid TOML for these."""
     return (
-        f"\n[[host]]\nmatch = [{json.dumps(host)}]\nservice = {json.dumps(service)}\n"
-        f"secret_file = {json.dumps(secret_file)}\n"
+        f"\n[[host]]\nmatch = [{toml_string(host)}]\nservice = {toml_string(service)}\n"
+        f"secret_file = {toml_string(secret_file)}\n"
     )
 
 
+PATTERN_CHARS = "*?![]"
+
+
 def check_host(host: str) -> str:
-    """A host name fit for a ``match`` list and an ssh_config ``Host`` line."""
+    """One host name or address, fit for a ``match`` list, an ssh_config ``Host``
+    line and ``ssh -G``. A pattern is refused: ``*`` would send every server you
+    connect to a knock made with this secret (patterns are for the file, by hand)."""
     bad = [c for c in host if c.isspace() or not c.isprintable() or c in "\"'\\#,="]
     if not host or bad:
         raise KnocksshError(f"refusing host name {host!r}: a name or address, no spaces or quotes")
+    if host.startswith("-"):
+        raise KnocksshError(f"refusing host name {host!r}: it would read as an option")
+    if any(c in PATTERN_CHARS for c in host):
+        raise KnocksshError(
+            f"refusing host {host!r}: add takes one host, not a pattern "
+            f"(write patterns into the mapping file by hand)"
+        )
     return host
+
+
+def check_service(service: str) -> str:
+    problem = scheme.service_problem(service)
+    if problem:
+        raise KnocksshError(f"--service {service!r}: {problem}")
+    return service
 
 
 def add(
     host: str, service: str, secret: str, cli_config: str | None, env: Mapping[str, str]
 ) -> tuple[str, str]:
     """Append the entry (creating the mapping file 0600 if needed, keeping every byte
-    already in it) and store the secret; the mapping file's and the secret's paths.
-    Everything is checked before anything is written."""
+    already in it) and store the secret; the mapping file's and the secret's paths."""
     check_host(host)
-    scheme.utf8(service, "--service")
+    check_service(service)
     path, _ = mapping.config_path(cli_config, env)
-    old = b""
-    mode = 0o600
-    if os.path.exists(path):
-        existing = mapping.load(path, {})
-        found = existing.lookup(host)
+    directory = os.path.dirname(path)
+    _directory(directory, "the mapping file's directory")
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(files.locked(directory))
+        except OSError as exc:
+            raise KnocksshError(f"{directory}: cannot lock: {exc.strerror}") from None
+        target, old, mode = _current(path)
+        found = mapping.parse(old, path, mode).lookup(host) if old else None
         if found is not None:
             raise KnocksshError(f"{path}: {host} already has an entry (host entry {found.number})")
-        with open(path, "rb") as f:
-            old = f.read()
-            mode = os.fstat(f.fileno()).st_mode & 0o777
-    stored = secret_path(path, host)
-    addition = entry_text(host, service, stored).encode()
-    if not old:
-        addition = addition.lstrip(b"\n")
-    elif not old.endswith(b"\n"):
-        addition = b"\n" + addition
-    new = old + addition
-    mapping.parse(new, path, 0o600)  # what we would write must read back
-    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)  # ours: private
-    _store_secret(stored, secret)
-    try:
-        _write(path, new, mode)
-    except KnocksshError:
-        os.unlink(stored)  # nothing half done
-        raise
+        stored = secret_path(directory, host)
+        addition = entry_text(host, service, stored).encode()
+        if not old:
+            addition = addition.lstrip(b"\n")
+        elif not old.endswith(b"\n"):
+            addition = b"\n" + addition
+        new = old + addition
+        mapping.parse(new, path, 0o600)  # what we would write must read back
+        _directory(os.path.dirname(stored), "the secrets directory", follow=False)
+        _store_secret(stored, secret)
+        try:
+            files.replace(target, new, 0o600)
+        except OSError as exc:
+            os.unlink(stored)  # nothing half done
+            raise KnocksshError(f"{path}: cannot write: {exc.strerror}; left as it was") from None
     return path, stored
 
 
+def _directory(directory: str, what: str, follow: bool = True) -> None:
+    """Make ``directory`` private (0700) if it is missing; refuse one that someone
+    else could change under us."""
+    try:
+        files.private_directory(directory)
+    except OSError as exc:
+        raise KnocksshError(f"{directory}: cannot make {what}: {exc.strerror}") from None
+    problem = files.unsafe_directory(directory, follow=follow)
+    if problem:
+        raise KnocksshError(f"{directory}: {problem}: not a safe place for a secret")
+
+
+def _current(path: str) -> tuple[str, bytes, int]:
+    """The file to replace (a link's target), what it holds and its mode; refused if
+    it is not a regular file or not writable by its owner."""
+    target = os.path.realpath(path) if os.path.islink(path) else path
+    try:
+        data, st = files.read_regular(target, mapping.LIMIT)
+    except FileNotFoundError:
+        if target != path:
+            raise KnocksshError(f"{path}: a link to {target}, which is missing") from None
+        return path, b"", 0o600
+    except OSError as exc:
+        raise KnocksshError(f"{path}: cannot read mapping file: {exc.strerror}") from None
+    if not st.st_mode & stat.S_IWUSR:
+        raise KnocksshError(
+            f"{path}: read-only (mode {stat.S_IMODE(st.st_mode):04o}): left as it was"
+        )
+    return target, data, stat.S_IMODE(st.st_mode)
+
+
 def _store_secret(path: str, secret: str) -> None:
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        files.create_private(path, (secret + "\n").encode())
     except FileExistsError:
-        raise KnocksshError(f"{path} exists: left as it was (remove it to start over)") from None
+        raise KnocksshError(
+            f"{path} exists but no entry names it: left as it was (remove it to start over)"
+        ) from None
     except OSError as exc:
-        raise KnocksshError(f"{path}: cannot write: {exc.strerror}") from None
-    with os.fdopen(fd, "w") as f:
-        f.write(secret + "\n")
-
-
-def _write(path: str, data: bytes, mode: int) -> None:
-    """``data`` to ``path`` through a temporary file beside it, renamed over it."""
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    temp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.new")
-    try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except OSError as exc:
-        if os.path.exists(temp):
-            os.unlink(temp)
         raise KnocksshError(f"{path}: cannot write: {exc.strerror}") from None
 
 

@@ -6,7 +6,7 @@ import os
 import sys
 
 from .errors import KnocksshError, UsageError
-from .log import NORMAL, QUIET, VERBOSE, Log
+from .log import NORMAL, QUIET, VERBOSE, Log, printable
 from .peer import PeerGone
 
 USAGE = """\
@@ -261,23 +261,19 @@ def _add(args: list[str], log: Log) -> int:
     from . import add
 
     host, service = positionals[0], str(opts.get("service") or "ssh")
+    add.check_host(host)
+    add.check_service(service)
     if opts.get("secret_stdin"):
-        text = sys.stdin.buffer.readline()
-        source = "standard input"
+        source, data = "standard input", add.read_secret_stdin()
     else:
         source = str(opts["secret_file"])
-        try:
-            with open(os.path.expanduser(source), "rb") as f:
-                text = f.read()
-        except OSError as exc:
-            raise KnocksshError(f"{source}: cannot read: {exc.strerror}") from None
-    try:
-        decoded = text.decode("utf-8")
-    except UnicodeDecodeError:
-        raise KnocksshError(f"{source}: the secret is not valid UTF-8 text") from None
-    secret = add.checked_secret(decoded, source)
+        data = add.read_secret_file(source)
+    secret = add.checked_secret(data, source)
     path, stored = add.add(host, service, secret, opts.get("config"), os.environ)  # type: ignore[arg-type]
-    out = [f"added {host} (service {service}) to {path}; its secret is in {stored} (0600)"]
+    out = [
+        f"added {host} (service {service}) to {printable(path)}; "
+        f"its secret is in {printable(stored)} (0600)"
+    ]
     uses = add.ssh_uses_knockssh(host)
     if uses is False or uses is None:
         out += [
@@ -286,8 +282,17 @@ def _add(args: list[str], log: Log) -> int:
             "    ProxyCommand knockssh %h %p",
         ]
     out.append(f"then: knockssh check {host}")
-    os.write(1, ("\n".join(out) + "\n").encode())
+    _write_out("\n".join(out) + "\n", "the entry was written")
     return 0
+
+
+def _write_out(text: str, done: str = "") -> None:
+    """``text`` to stdout; a reader that went away (``| head``) is one line."""
+    try:
+        os.write(1, text.encode(errors="backslashreplace"))
+    except OSError as exc:
+        after = f" ({done})" if done else ""
+        raise KnocksshError(f"standard output: {exc.strerror or exc}{after}") from None
 
 
 def _check(args: list[str], log: Log) -> int:
@@ -300,7 +305,7 @@ def _check(args: list[str], log: Log) -> int:
     from .check import report
 
     text, ok = report(opts.get("config"), positionals[0] if positionals else None, _instant(opts))  # type: ignore[arg-type]
-    os.write(1, text.encode())
+    _write_out("\n".join(printable(line) for line in text.split("\n")))
     return 0 if ok else 1
 
 

@@ -27,10 +27,12 @@ if TYPE_CHECKING:
 POLL_FIRST, POLL_MAX = 0.001, 0.008  # seconds between tries while a sibling knocks
 
 
-def _own_private_dir(path: str) -> bool:
+def _own_private_dir(path: str, create: bool = True) -> bool:
     try:
         st = os.lstat(path)
     except FileNotFoundError:
+        if not create:
+            return False
         try:
             os.mkdir(path, 0o700)
         except FileExistsError:
@@ -49,7 +51,8 @@ def _own_private_dir(path: str) -> bool:
 def lock_dir(env: Mapping[str, str]) -> str | None:
     """The directory for our lock files, or None if no safe one can be had."""
     runtime = env.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isabs(runtime) and _own_private_dir(runtime):
+    # $XDG_RUNTIME_DIR belongs to the login manager: used when there, never made
+    if runtime and os.path.isabs(runtime) and _own_private_dir(runtime, create=False):
         path = os.path.join(runtime, "knockssh")
     else:
         path = f"/tmp/knockssh-{os.geteuid()}"

@@ -11,6 +11,7 @@ line per failure, control characters escaped. Messages never hold a secret.
 from __future__ import annotations
 
 import os
+import stat
 import time
 
 from .log import printable
@@ -28,19 +29,25 @@ def log_path(env: Mapping[str, str]) -> str:
 
 
 def record(env: Mapping[str, str], message: str, at: float | None = None) -> None:
-    """Append one line; best effort (a read-only home must not hide the real error)."""
+    """Append one line; best effort (a read-only home must not hide the real error).
+    Only a regular file of ours is written: a FIFO or a device planted there is left
+    alone (and never waited on), a link is not followed."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if at is None else at))
     line = f"{stamp} {printable(message)}\n".encode()
     path = log_path(env)
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        fd = os.open(path, flags, 0o600)
         try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+                return
             os.fchmod(fd, 0o600)
-            if os.fstat(fd).st_size + len(line) > MAX_BYTES:
-                _keep_newer_half(path)
+            if st.st_size + len(line) > MAX_BYTES:
+                _keep_newer_half(path, fd, st.st_size)
                 os.close(fd)
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+                fd = os.open(path, flags, 0o600)
             os.write(fd, line)
         finally:
             os.close(fd)
@@ -48,15 +55,16 @@ def record(env: Mapping[str, str], message: str, at: float | None = None) -> Non
         pass
 
 
-def _keep_newer_half(path: str) -> None:
-    with open(path, "rb") as f:
-        data = f.read()
-    keep = data[len(data) // 2 :]
-    keep = keep[keep.find(b"\n") + 1 :]  # from a line's start
+def _keep_newer_half(path: str, fd: int, size: int) -> None:
+    """Replace the log by its newest lines, at most MAX_BYTES / 2 of them (read from
+    its end: a planted huge file is not read whole)."""
+    keep = os.pread(fd, MAX_BYTES // 2, max(0, size - MAX_BYTES // 2)) if size else b""
+    if size > MAX_BYTES // 2:
+        keep = keep[keep.find(b"\n") + 1 :]  # from a line's start
     tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
-        os.write(fd, keep)
+        os.write(out, keep)
     finally:
-        os.close(fd)
+        os.close(out)
     os.replace(tmp, path)

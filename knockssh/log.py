@@ -5,15 +5,11 @@ from __future__ import annotations
 import os
 import time
 
+from rotator.text import printable
+
+__all__ = ["Log", "printable"]
+
 QUIET, NORMAL, VERBOSE = 0, 1, 2
-
-
-def printable(text: str) -> str:
-    """``text`` with control characters escaped: a host name holding a newline
-    must not write a second, forged line to a terminal or a log."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 class Log:

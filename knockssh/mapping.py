@@ -172,29 +172,35 @@ def matches(patterns: tuple[str, ...], host: str) -> bool:
 
 
 def config_path(cli_path: str | None, env: Mapping[str, str]) -> tuple[str, bool]:
-    """The mapping file's path and whether the user named it explicitly."""
-    if env.get("KNOCKSSH_CONFIG"):
-        return os.path.expanduser(env["KNOCKSSH_CONFIG"]), True
-    if cli_path:
-        return os.path.expanduser(cli_path), True
-    base = env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    """The mapping file's absolute path and whether the user named it explicitly. A
+    relative $XDG_CONFIG_HOME is ignored, as the XDG rule says; a relative file named
+    by the user is taken from the current directory, once, here."""
+    named = env.get("KNOCKSSH_CONFIG") or cli_path
+    if named:
+        return os.path.abspath(os.path.expanduser(named)), True
+    base = env.get("XDG_CONFIG_HOME") or ""
+    if not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".config")
     return os.path.join(base, "knockssh", "hosts.toml"), False
 
 
+LIMIT = 1024 * 1024  # bytes: a mapping file is a few KiB
+
+
 def load(cli_path: str | None = None, env: Mapping[str, str] | None = None) -> HostMap:
+    from rotator.files import read_regular
+
     env = os.environ if env is None else env
     path, explicit = config_path(cli_path, env)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-            mode = os.fstat(f.fileno()).st_mode
+        data, st = read_regular(path, LIMIT)  # a FIFO is refused, not waited on
     except FileNotFoundError:
         if explicit:
             raise KnocksshError(f"{path}: mapping file not found") from None
         return HostMap(path, ())
     except OSError as exc:
         raise KnocksshError(f"{path}: cannot read mapping file: {exc.strerror}") from None
-    return parse(data, path, mode)
+    return parse(data, path, st.st_mode)
 
 
 def _toml_loads(text: str) -> dict[str, Any]:

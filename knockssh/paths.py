@@ -34,21 +34,33 @@ def _path(env: Mapping[str, str], address: str) -> str:
     return os.path.join(state_dir(env), "paths", address.replace("/", "_"))
 
 
+LIMITS = (10.0, 1.0, 10.0)  # seconds: the most a remembered rtt, spacing, jitter can be
+FUTURE_SLACK = 300.0  # seconds a stamp may lie ahead (clocks get set); more is a lie
+
+
 def recall(env: Mapping[str, str], address: str, fixed: float | None = None) -> PathInfo:
-    """What was remembered for ``address`` (nothing if unknown, unreadable or old)."""
+    """What was remembered for ``address``: nothing if unknown, unreadable, old, from
+    the future, or holding a value no path has (inf, nan, 1e308); such a file is
+    rewritten by the next ``remember``."""
+    from rotator.files import read_regular
+
     try:
-        with open(_path(env, address)) as f:
-            stamp, rtt, gap, jitter = f.read(100).split()
-        age = max(0.0, time.time() - float(stamp))
-        if age > MAX_AGE:
-            return PathInfo(fixed=fixed)
-        return PathInfo(float(rtt) or None, float(gap) or None, fixed, age, _or_none(jitter))
-    except (OSError, ValueError):
+        data, _ = read_regular(_path(env, address), 100, follow=False)  # a FIFO never blocks
+        words = data.decode().split()
+        if len(words) != 4:
+            raise ValueError(words)
+        stamp, rtt, gap = (float(word) for word in words[:3])
+        jitter_text = words[3]
+        jitter = 0.0 if jitter_text == "-" else float(jitter_text)
+    except (OSError, ValueError, UnicodeDecodeError):
         return PathInfo(fixed=fixed)
-
-
-def _or_none(text: str) -> float | None:
-    return None if text == "-" else float(text)
+    age = time.time() - stamp
+    values = (rtt, gap, jitter)
+    sane = all(0.0 <= v <= limit for v, limit in zip(values, LIMITS))  # False for nan
+    if not sane or not -FUTURE_SLACK <= age <= MAX_AGE:
+        return PathInfo(fixed=fixed)
+    known_jitter = None if jitter_text == "-" else jitter
+    return PathInfo(rtt or None, gap or None, fixed, max(0.0, age), known_jitter)
 
 
 def remember(env: Mapping[str, str], address: str, before: PathInfo, now: PathInfo) -> None:

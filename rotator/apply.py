@@ -5,19 +5,18 @@ pure scheme and the knockd.conf rewriter."""
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import math
 import os
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from typing import Callable
 
-TEMP_PREFIX = ".knockssh-rotator."
-ENCODING = {"encoding": "utf-8", "errors": "surrogateescape"}  # every byte round-trips
+from . import files
+from .scheme import whole_number
+
+CONF_LIMIT = 4 * 1024 * 1024  # bytes: a knockd.conf is a few KiB; /dev/zero is not one
 
 
 class ApplyError(RuntimeError):
@@ -25,11 +24,13 @@ class ApplyError(RuntimeError):
 
 
 def read_text(path: str) -> str:
+    """A regular file's text, every byte kept (undecodable ones as surrogates);
+    a FIFO, a device or a huge file is an error, never a hang."""
     try:
-        with open(path, newline="", **ENCODING) as f:  # type: ignore[call-overload]
-            return str(f.read())
+        data, _ = files.read_regular(path, CONF_LIMIT)
     except OSError as exc:
         raise ApplyError(f"{path}: cannot read: {exc.strerror}") from None
+    return data.decode("utf-8", "surrogateescape")
 
 
 @contextlib.contextmanager
@@ -37,74 +38,35 @@ def locked(path: str) -> Iterator[None]:
     """Hold an exclusive flock on the file's directory (its inode survives renames,
     and a lock dies with its holder, so it is never stale); clear writers' leftovers."""
     directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as exc:
-        raise ApplyError(f"{path}: cannot open its directory {directory}: {exc.strerror}") from None
-    try:
+    with contextlib.ExitStack() as held:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            held.enter_context(files.locked(directory))
         except OSError as exc:
-            raise ApplyError(f"{path}: cannot lock {directory}: {exc.strerror}") from None
+            raise ApplyError(
+                f"{path}: cannot open its directory {directory}: {exc.strerror}"
+            ) from None
         base = os.path.basename(path)
         for name in os.listdir(directory):
-            if name.startswith(TEMP_PREFIX + base + "."):
+            if files.is_temp_of(base, name):
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(directory, name))  # a killed writer's temp file
         yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def create_private(path: str, text: str) -> None:
     """A new file only its owner can read (0600), in a 0700 directory made if needed;
     FileExistsError when the file is there already (it is never replaced)."""
-    directory = os.path.dirname(path) or "."
-    try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-    except FileExistsError:  # something that is not a directory is in the way
-        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), directory) from None
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    files.private_directory(os.path.dirname(path) or ".")
+    files.create_private(path, text.encode("utf-8", "surrogateescape"))
 
 
 def atomic_write(path: str, text: str, before_rename: Callable[[], None] | None = None) -> None:
     """Replace ``path`` with ``text``: temp file in the same directory, same owner and
     mode, fsync, rename, fsync of the directory. A crash leaves the old file whole."""
     try:
-        _atomic_write(path, text, before_rename)
+        files.replace(path, text.encode("utf-8", "surrogateescape"), 0o600, before_rename)
     except OSError as exc:  # a read-only or full file system, a directory not ours, ...
         raise ApplyError(f"{path}: cannot write: {exc.strerror}; left as it was") from None
-
-
-def _atomic_write(path: str, text: str, before_rename: Callable[[], None] | None) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    st = os.stat(path)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f"{TEMP_PREFIX}{os.path.basename(path)}.")
-    try:
-        with os.fdopen(fd, "w", newline="", **ENCODING) as f:  # type: ignore[call-overload]
-            f.write(text)
-            f.flush()
-            os.fchmod(f.fileno(), st.st_mode & 0o7777)
-            if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
-                os.fchown(f.fileno(), st.st_uid, st.st_gid)
-            os.fsync(f.fileno())
-        if before_rename:
-            before_rename()
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def log_size(path: str | None) -> int:
@@ -187,28 +149,74 @@ class Reloader:
         raise NotImplementedError
 
 
+def trusted_knockd(pid: int) -> str:
+    """The executable of process ``pid`` if it is knockd as installed by root: the
+    binary is named knockd, owned by root and writable by nobody else (nor are the
+    directories above it), and the process runs as root. Else ApplyError, saying why.
+    A stale pidfile may name anyone's process: it is never signalled, and its
+    command never run."""
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+        running = os.stat(f"/proc/{pid}/exe")
+    except OSError as exc:
+        raise ApplyError(f"pid {pid}: cannot see its executable: {exc.strerror}") from None
+    if os.path.basename(exe) != "knockd":
+        raise ApplyError(f"pid {pid} is {os.path.basename(exe)!r}, not knockd")
+    uids = _status_ids(pid, "Uid:")
+    if uids != {0}:
+        raise ApplyError(f"pid {pid} runs {exe} as uid {max(uids, default=-1)}, not as root")
+    try:
+        installed = os.stat(exe)
+    except OSError as exc:
+        raise ApplyError(f"pid {pid} runs {exe}, which is gone: {exc.strerror}") from None
+    if (installed.st_dev, installed.st_ino) != (running.st_dev, running.st_ino):
+        raise ApplyError(f"pid {pid} runs a {exe} that is no longer the installed one")
+    path = exe
+    while True:
+        st = os.stat(path)
+        if st.st_uid != 0 or st.st_mode & 0o022:
+            raise ApplyError(f"{path} is not root's alone (uid {st.st_uid}): not trusted as knockd")
+        if path == "/":
+            return exe
+        path = os.path.dirname(path)
+
+
+def _status_ids(pid: int, field: str) -> set[int]:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field):
+                    return {int(v) for v in line.split()[1:] if v.isascii() and v.isdigit()}
+    except OSError:
+        pass
+    return set()
+
+
 class PidfileReloader(Reloader):
-    """SIGHUP to the pid in a pidfile; to restart, the same command line again."""
+    """SIGHUP to the pid in a pidfile; to restart, the knockd binary that pid ran."""
 
     def __init__(self, pidfile: str) -> None:
         self.pidfile = pidfile
         self.pid = self._read_pid()
         if not pid_alive(self.pid):
             raise ApplyError(f"{pidfile}: knockd (pid {self.pid}) is not running")
-        name = process_name(self.pid)
-        if name != "knockd":
-            raise ApplyError(
-                f"{pidfile}: pid {self.pid} is {name!r}, not knockd: refusing to signal it"
-            )
-        # Read now, while knockd lives: a restart after a failed reload needs it.
-        self.cmdline = command_line(self.pid)
+        try:
+            self.exe = trusted_knockd(self.pid)
+        except ApplyError as exc:
+            raise ApplyError(f"{pidfile}: {exc}: refusing to signal it") from None
+        # Read now, while knockd lives: a restart after a failed reload needs them.
+        # The command is the binary checked above, never the process's argv[0].
+        self.arguments = command_line(self.pid)[1:]
 
     def _read_pid(self) -> int:
         try:
-            with open(self.pidfile) as f:
-                return int(f.read().strip())
-        except (OSError, ValueError):
-            raise ApplyError(f"{self.pidfile}: no knockd pid in this file") from None
+            data, _ = files.read_regular(self.pidfile, 4096)
+        except OSError as exc:
+            raise ApplyError(f"{self.pidfile}: cannot read: {exc.strerror}") from None
+        pid = whole_number(data.decode("ascii", "replace").strip())
+        if pid is None or pid <= 1:
+            raise ApplyError(f"{self.pidfile}: no knockd pid in this file")
+        return pid
 
     def reload(self) -> None:
         try:
@@ -220,9 +228,7 @@ class PidfileReloader(Reloader):
         return pid_alive(self.pid)
 
     def restart(self) -> None:
-        if not self.cmdline:
-            raise ApplyError(f"knockd (pid {self.pid}): its command line was unreadable")
-        subprocess.run(self.cmdline, check=True, start_new_session=True, timeout=30)
+        subprocess.run([self.exe, *self.arguments], check=True, start_new_session=True, timeout=30)
         self.pid = self._read_pid() if wait_for(self._new_pid, 5) else self.pid
 
     def _new_pid(self) -> bool:

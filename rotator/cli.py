@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from typing import NoReturn
 
 from knockssh.version import VERSION
 
-from . import apply, doctor, knockdconf, server_setup
+from . import apply, doctor, files, knockdconf, server_setup
 from .knockdconf import ConfError
 from .rotation import (
     Phase,
@@ -27,11 +28,13 @@ from .scheme import (
     ENV_NAMES,
     SchemeError,
     Settings,
+    service_problem,
     settings_from_env,
     utf8,
     validate,
     whole_number,
 )
+from .text import printable, shown
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -74,6 +77,13 @@ def seconds(text: str) -> int:
     return value
 
 
+def path_arg(text: str) -> str:
+    """A file's path on the command line: never empty (``--config=`` names nothing)."""
+    if not text:
+        raise argparse.ArgumentTypeError("the path is empty")
+    return text
+
+
 def tcp_port(text: str) -> int:
     value = whole_number(text)
     if value is None or not 0 < value < 65536:
@@ -96,10 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
         "sequence and reload knockd (SIGHUP, never a restart). Settings come from "
         "KNOCKD_ROTATOR_* variables; the secret from KNOCKD_ROTATOR_SECRET.",
     )
-    p.add_argument("--config", default=DEFAULT_CONFIG, help="knockd.conf (default %(default)s)")
+    p.add_argument(
+        "--config", type=path_arg, default=DEFAULT_CONFIG, help="knockd.conf (default %(default)s)"
+    )
     p.add_argument("--dry-run", action="store_true", help="show what would change, touch nothing")
     p.add_argument("--no-reload", action="store_true", help="write the file but do not reload")
-    p.add_argument("--pidfile", help="SIGHUP the knockd whose pid is here (else systemctl reload)")
+    p.add_argument(
+        "--pidfile",
+        type=path_arg,
+        help="SIGHUP the knockd whose pid is here (else systemctl reload)",
+    )
     p.add_argument("--unit", default="knockd.service", help="knockd's systemd unit")
     p.add_argument("--at", type=unix_seconds, help="act as if now were UNIX_SECONDS (tests)")
     p.add_argument(
@@ -367,7 +383,9 @@ def init_parser() -> argparse.ArgumentParser:
         "and print, for this machine, a shell script that writes knockd.conf, sets the "
         "firewall and starts the units: read it, then run it (init | sh).",
     )
-    p.add_argument("--env-file", default=server_setup.ENV_FILE, help="default %(default)s")
+    p.add_argument(
+        "--env-file", type=path_arg, default=server_setup.ENV_FILE, help="default %(default)s"
+    )
     p.add_argument("--interface", help="knockd's interface (default: the default route's)")
     p.add_argument("--port", type=tcp_port, help="sshd's port (default: from sshd_config, else 22)")
     p.add_argument(
@@ -390,8 +408,22 @@ def init(argv: list[str]) -> int:
     if not interface:
         out.error("no default route to take knockd's interface from: give --interface")
         return 1
+    problems = [
+        ("--service", args.service, service_problem(args.service)),
+        ("--interface", interface, server_setup.interface_problem(interface)),
+        ("--env-file", args.env_file, server_setup.path_problem(args.env_file)),
+    ]
+    for option, value, problem in problems:
+        if problem:
+            out.error(f"{option} {shown(value, 40)}: {problem}")
+            return 2 if option != "--interface" or args.interface else 1
     port = args.port or server_setup.sshd_port(_read_or_empty("/etc/ssh/sshd_config"))
     firewall = args.firewall or ("iptables" if shutil.which("iptables") else "nftables")
+    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "units")
+    units = {name: _read_strict(os.path.join(here, name)) for name in server_setup.UNITS}
+    script = server_setup.setup_script(
+        interface, port, firewall, args.service, args.env_file, os.uname().nodename, units
+    )
     secret = secrets.token_hex(32)
     try:
         apply.create_private(args.env_file, server_setup.env_file_text(secret))
@@ -401,23 +433,25 @@ def init(argv: list[str]) -> int:
     except OSError as exc:
         out.error(f"{args.env_file}: cannot write: {exc.strerror}")
         return 1
-    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "units")
-    units = {name: _read_strict(os.path.join(here, name)) for name in server_setup.UNITS}
-    script = server_setup.setup_script(
-        interface, port, firewall, args.service, args.env_file, os.uname().nodename, units
-    )
-    print(script, end="")
-    if args.show_secret:
-        print(f"# secret: {secret}")
+    text = script + (f"# secret: {secret}\n" if args.show_secret else "")
+    return write_out(text, out)
+
+
+def write_out(text: str, out: Out) -> int:
+    """``text`` to stdout; a closed stdout (``| head``, a reader gone) is one line."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- the exit's flush goes there
+        out.error(f"standard output: {exc.strerror or exc}")
+        return 1
     return 0
 
 
 def _read_or_empty(path: str) -> str:
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()
-    except OSError:
-        return ""
+    return _read_file(path)[0] or ""
 
 
 def check_parser() -> argparse.ArgumentParser:
@@ -426,9 +460,15 @@ def check_parser() -> argparse.ArgumentParser:
         description="Check this knockd server (read-only): one line per problem, with "
         "what to run to fix it; exit 0 only when all is well.",
     )
-    p.add_argument("--config", default=DEFAULT_CONFIG, help="knockd.conf (default %(default)s)")
-    p.add_argument("--env-file", default=server_setup.ENV_FILE, help="default %(default)s")
-    p.add_argument("--pidfile", help="knockd's pidfile (else its systemd unit, else a search)")
+    p.add_argument(
+        "--config", type=path_arg, default=DEFAULT_CONFIG, help="knockd.conf (default %(default)s)"
+    )
+    p.add_argument(
+        "--env-file", type=path_arg, default=server_setup.ENV_FILE, help="default %(default)s"
+    )
+    p.add_argument(
+        "--pidfile", type=path_arg, help="knockd's pidfile (else its systemd unit, else a search)"
+    )
     p.add_argument("--unit", default="knockd.service", help="knockd's systemd unit")
     return p
 
@@ -436,30 +476,41 @@ def check_parser() -> argparse.ArgumentParser:
 def check(argv: list[str]) -> int:
     args = check_parser().parse_args(argv)
     found = doctor.findings(gather(args))
-    for finding in found:
-        print(finding.line())
-    if not found:
-        print("all well")
-    return 1 if found else 0
+    lines = [printable(finding.line()) for finding in found] or ["all well"]
+    code = write_out("".join(f"{line}\n" for line in lines), Out(False, False))
+    return code or (1 if found else 0)
 
 
 def _output(cmd: list[str]) -> str | None:
     """A command's stdout, or None when it is missing or fails."""
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, errors="replace", timeout=10, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout if done.returncode == 0 else None
 
 
-def gather(args: argparse.Namespace) -> doctor.Facts:
-    import stat
+def _read_file(path: str) -> tuple[str | None, int | None, str | None]:
+    """A small regular file's text, its mode, and else why it could not be read
+    ("missing" only when nothing is there)."""
+    try:
+        data, st = files.read_regular(path, 1024 * 1024)
+    except FileNotFoundError:
+        return None, None, "missing"
+    except OSError as exc:
+        return None, None, f"cannot be read: {exc.strerror}"
+    return data.decode("utf-8", "surrogateescape"), st.st_mode & 0o7777, None
 
+
+def gather(args: argparse.Namespace) -> doctor.Facts:
     try:
         conf_text, conf_error = apply.read_text(args.config), None
     except apply.ApplyError as exc:
         conf_text, conf_error = None, str(exc).removeprefix(f"{args.config}: ")
-    interfaces = doctor.interfaces_of(_output(["ip", "-o", "link", "show"]) or "")
+    ip_link = _output(["ip", "-o", "link", "show"])
+    interfaces = doctor.interfaces_of(ip_link) if ip_link is not None else None
     systemd = apply.under_systemd()
     pid = _knockd_pid(args, systemd)
     knockd_interface = None
@@ -468,12 +519,7 @@ def gather(args: argparse.Namespace) -> doctor.Facts:
         for flag in ("-i", "--interface"):
             if flag in words[:-1]:
                 knockd_interface = words[words.index(flag) + 1]
-    try:
-        env_text = _read_strict(args.env_file)
-        env_values: dict[str, str] | None = doctor.parse_env_file(env_text)
-        env_mode: int | None = stat.S_IMODE(os.stat(args.env_file).st_mode)
-    except OSError:
-        env_values, env_mode = None, None
+    env_text, env_mode, env_error = _read_file(args.env_file)
     if systemd:
         timer = _output(["systemctl", "is-active", "knockssh-rotator.timer"]) or ""
         rotator_active: bool | None = timer.strip() == "active" or _follower_running()
@@ -491,7 +537,8 @@ def gather(args: argparse.Namespace) -> doctor.Facts:
         iptables={tool: _output([tool, "-S", "INPUT"]) for tool in ("iptables", "ip6tables")},
         nft_ruleset=_output(["nft", "list", "ruleset"]),
         env_path=args.env_file,
-        env_values=env_values,
+        env_values=None if env_text is None else doctor.parse_env_file(env_text),
+        env_error=env_error,
         env_mode=env_mode,
         systemd=systemd,
         rotator_active=rotator_active,
@@ -501,14 +548,13 @@ def gather(args: argparse.Namespace) -> doctor.Facts:
 
 def _knockd_pid(args: argparse.Namespace, systemd: bool) -> int | None:
     if args.pidfile:
-        text = _read_or_empty(args.pidfile).strip()
-        pid = int(text) if text.isdigit() else 0
+        text = _read_file(args.pidfile)[0] or ""
     elif systemd:
-        text = (_output(["systemctl", "show", "-p", "MainPID", "--value", args.unit]) or "").strip()
-        pid = int(text) if text.isdigit() else 0
+        text = _output(["systemctl", "show", "-p", "MainPID", "--value", args.unit]) or ""
     else:
-        pid = next((p for p in _pids() if apply.process_name(p) == "knockd"), 0)
-    return pid if pid and apply.pid_alive(pid) and apply.process_name(pid) == "knockd" else None
+        text = str(next((p for p in _pids() if apply.process_name(p) == "knockd"), 0))
+    pid = whole_number(text.strip()) or 0
+    return pid if pid > 0 and apply.pid_alive(pid) and apply.process_name(pid) == "knockd" else None
 
 
 def _follower_running() -> bool:

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 from . import knockdconf
 from .knockdconf import ConfError
-from .scheme import ENV_NAMES, SchemeError, settings_from_env, validate
+from .scheme import ENV_NAMES, SchemeError, settings_from_env, validate, whole_number
 
 
 class Facts(NamedTuple):
@@ -18,14 +18,15 @@ class Facts(NamedTuple):
     conf_path: str
     conf_text: str | None  # None: unreadable (conf_error says why)
     conf_error: str | None
-    interfaces: dict[str, bool]  # name -> up
+    interfaces: dict[str, bool] | None  # name -> up; None: no way to list them (no ip)
     default_interface: str | None
     knockd_interface: str | None  # from knockd's own command line (-i), if running
     knockd_running: bool
     iptables: dict[str, str | None]  # "iptables"/"ip6tables" -> `-S INPUT` output
     nft_ruleset: str | None
     env_path: str
-    env_values: dict[str, str] | None  # None: the env file is missing
+    env_values: dict[str, str] | None  # None: the env file could not be read
+    env_error: str | None  # why not: "missing", or "cannot be read: ..."
     env_mode: int | None
     systemd: bool
     rotator_active: bool | None  # the timer (under systemd) or a --follow process
@@ -43,7 +44,9 @@ class Finding(NamedTuple):
 def findings(facts: Facts) -> list[Finding]:
     found: list[Finding] = []
     sections = _sections(facts, found)
-    if sections or facts.knockd_interface:  # else which interface knockd takes is unknown
+    if facts.interfaces is not None and (
+        sections or facts.knockd_interface
+    ):  # else which interface knockd takes is unknown
         _interface(facts, sections, found)
     if not facts.knockd_running:
         found.append(Finding("knockd is not running", "systemctl enable --now knockd.service"))
@@ -94,6 +97,7 @@ def _sections(facts: Facts, found: list[Finding]) -> list[knockdconf.Section]:
 
 
 def _interface(facts: Facts, sections: list[knockdconf.Section], found: list[Finding]) -> None:
+    assert facts.interfaces is not None
     configured = None
     for section in sections:
         if section.name == "options" and section.find("INTERFACE"):
@@ -118,7 +122,8 @@ def _protected_ports(sections: list[knockdconf.Section]) -> list[int]:
     for section in sections:
         for directive in section.directives:
             if directive.key.startswith("START_COMMAND"):
-                ports |= {int(p) for p in re.findall(r"(?:--dport|dport)\s+(\d+)", directive.value)}
+                for text in re.findall(r"(?:--dport|dport)\s+(\d{1,5})\b", directive.value, re.A):
+                    ports.add(int(text))
     return sorted(ports) or [22]
 
 
@@ -220,9 +225,9 @@ def _timeouts(facts: Facts, section: knockdconf.Section, where: str, found: list
     period = _period(facts)
     for key, limit in (("SEQ_TIMEOUT", 60), ("CMD_TIMEOUT", period)):
         values = section.find(key)
-        if not values or not values[-1].value.isdigit():
+        value = whole_number(values[-1].value) if values else None
+        if value is None:
             continue
-        value = int(values[-1].value)
         if value <= 0 or value > limit or value >= period:
             found.append(
                 Finding(
@@ -234,13 +239,21 @@ def _timeouts(facts: Facts, section: knockdconf.Section, where: str, found: list
 
 
 def _period(facts: Facts) -> int:
-    text = (facts.env_values or {}).get(ENV_NAMES["period"], "21600")
-    return int(text) if text.isdigit() and int(text) > 0 else 21600
+    value = whole_number((facts.env_values or {}).get(ENV_NAMES["period"], ""))
+    return value if value is not None and value > 0 else 21600
 
 
 def _secret(facts: Facts, found: list[Finding]) -> None:
     if facts.env_values is None:
-        found.append(Finding(f"{facts.env_path} is missing", "knockssh-rotator init"))
+        if facts.env_error in (None, "missing"):
+            found.append(Finding(f"{facts.env_path} is missing", "knockssh-rotator init"))
+        else:
+            found.append(
+                Finding(
+                    f"{facts.env_path} {facts.env_error}",
+                    f"make {facts.env_path} a regular file readable by root (chmod 600)",
+                )
+            )
         return
     if facts.env_mode is not None and facts.env_mode & 0o077:
         found.append(

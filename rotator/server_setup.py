@@ -4,6 +4,8 @@ knockd.conf section and the firewall commands. Pure: the facts about the machine
 
 from __future__ import annotations
 
+from .scheme import service_problem
+
 ENV_FILE = "/etc/knockssh/rotator.env"
 FIREWALLS = ("iptables", "nftables")
 
@@ -80,6 +82,33 @@ def firewall_commands(port: int, firewall: str) -> list[str]:
     return commands
 
 
+IFNAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def interface_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a network interface this script names, or None (Linux
+    allows 15 bytes; we take letters, digits, '_', '.' and '-', as udev names them)."""
+    if not 0 < len(name) <= 15 or not set(name) <= IFNAME_CHARS or name in (".", ".."):
+        return "an interface name has 1 to 15 letters, digits, '_', '.' or '-'"
+    return None
+
+
+def path_problem(path: str) -> str | None:
+    """Why ``path`` cannot be named in the script (in its comments), or None."""
+    if not path.startswith("/"):
+        return "give an absolute path"
+    if not path.isprintable() or len(path) > 1024:
+        return "a path of printable characters (no newline, no control character)"
+    return None
+
+
+def host_for_comment(nodename: str) -> str:
+    """This machine's name for the script's last comment; a name that could end the
+    comment (a newline set with sethostname) or confuse a terminal becomes a word."""
+    ok = 0 < len(nodename) <= 253 and set(nodename) <= IFNAME_CHARS
+    return nodename if ok else "THIS-SERVER"
+
+
 def default_route_interface(proc_net_route: str) -> str | None:
     """The interface of the IPv4 default route, from /proc/net/route's text."""
     for line in proc_net_route.splitlines()[1:]:
@@ -113,7 +142,20 @@ def setup_script(
     units: dict[str, str],
 ) -> str:
     """What ``knockssh-rotator init`` prints: a shell script to read, then to run
-    (``knockssh-rotator init | sh``). It holds no secret: the env file does."""
+    (``knockssh-rotator init | sh``). It holds no secret: the env file does.
+
+    It runs as root, so nothing given may add a line to it: the values are checked
+    here again (ValueError), whatever the caller checked."""
+    for problem in (
+        service_problem(service),
+        interface_problem(interface),
+        path_problem(env_file),
+        None if firewall in FIREWALLS else f"unknown firewall {firewall!r}",
+        None if 0 < port < 65536 else f"port {port} out of range",
+    ):
+        if problem:
+            raise ValueError(problem)
+    host = host_for_comment(host)
     conf = knockd_conf_text(interface, port, firewall, service)
     lines = [
         "#!/bin/sh",
@@ -122,9 +164,13 @@ def setup_script(
         f"# The settings and the new secret are in {env_file} (0600). Read this, then run it:",
         "#   knockssh-rotator init ... | sh",
         "set -eu",
-        "# knockd.conf (the one it replaces is kept as /etc/knockd.conf.before-knockssh)",
-        "[ ! -e /etc/knockd.conf ] || [ -e /etc/knockd.conf.before-knockssh ] ||"
-        " cp -p /etc/knockd.conf /etc/knockd.conf.before-knockssh",
+        "# knockd.conf (the one it replaces is kept as /etc/knockd.conf.before-knockssh,"
+        " or with the time after that name when such a copy exists already)",
+        "if [ -e /etc/knockd.conf ]; then",
+        "  backup=/etc/knockd.conf.before-knockssh",
+        '  [ ! -e "$backup" ] || backup="$backup.$(date +%Y%m%dT%H%M%S).$$"',
+        '  cp -p /etc/knockd.conf "$backup"',
+        "fi",
         "install -m 600 /dev/null /etc/knockd.conf.new",
         f"cat > /etc/knockd.conf.new <<'EOF'\n{conf}EOF",
         "mv /etc/knockd.conf.new /etc/knockd.conf",

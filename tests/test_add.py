@@ -73,6 +73,10 @@ def test_ssh_config_advice_follows_ssh_g(tmp_path):
     assert add.ssh_uses_knockssh("box", ("-F", str(without))) is False
 
 
-def test_secret_path_keeps_host_names_tame():
-    assert add.secret_path("/c/hosts.toml", "a.b-c_d") == "/c/secrets/a.b-c_d.secret"
-    assert add.secret_path("/c/hosts.toml", "../../x") == "/c/secrets/_.._x.secret"
+def test_secret_path_keeps_host_names_tame_and_apart():
+    assert add.secret_path("/c", "a.b-c") == "/c/secrets/a.b-c.secret"
+    assert add.secret_path("/c", "../../x") == "/c/secrets/_2e._2f.._2fx.secret"
+    # one file per host: names differing only in what is escaped stay apart
+    names = ["é.example", "è.example", "_c3_a9.example", "a_b", "a-b", ".x", "_2ex"]
+    assert len({add.secret_path("/c", n) for n in names}) == len(names)
+    assert add.secret_path("/c", "é.example") == "/c/secrets/_c3_a9.example.secret"

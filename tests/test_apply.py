@@ -9,7 +9,7 @@ import sys
 import pytest
 from helpers import ROOT, SECRET
 
-from rotator import apply, cli
+from rotator import apply, cli, files
 
 OLD = "[options]\n  logfile = LOG\n[ssh_ROTATOR]\n  sequence = 1:tcp\n"
 
@@ -53,7 +53,7 @@ def test_killed_writer_leaves_old_file_whole(tmp_path):
     proc.wait()
     assert path.read_text() == OLD
     leftovers = [n for n in os.listdir(tmp_path) if n != "knockd.conf"]
-    assert leftovers and leftovers[0].startswith(apply.TEMP_PREFIX)
+    assert leftovers and files.is_temp_of("knockd.conf", leftovers[0])
     with apply.locked(str(path)):  # the next run clears a dead writer's temp file
         pass
     assert os.listdir(tmp_path) == ["knockd.conf"]
@@ -223,9 +223,11 @@ def test_a_symlinked_knockd_conf_is_rewritten_at_its_target(tmp_path, monkeypatc
 
 def test_warnings_and_an_empty_config_path_are_said_plainly(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("KNOCKD_ROTATOR_SECRET", SECRET)
-    assert cli.main(["--config", "", "--no-reload"]) == 1
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--config", "", "--no-reload"])
+    assert exited.value.code == 2
     err = capsys.readouterr().err
-    assert err == "knockssh-rotator: error: --config: the path is empty\n"
+    assert err == "knockssh-rotator: error: argument --config: the path is empty (try --help)\n"
     path = tmp_path / "knockd.conf"
     path.write_text(OLD.replace("LOG", str(tmp_path / "log")))
     monkeypatch.setenv("KNOCKD_ROTATOR_PORTS", "2000-2002")  # few ports: a warning, not an error

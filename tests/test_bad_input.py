@@ -12,8 +12,9 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from helpers import ROOT, SECRET
@@ -52,7 +53,12 @@ class Case:
     env: dict[str, str | bytes] = field(default_factory=dict)
     modes: dict[str, int] = field(default_factory=dict)
     code: int | None = None  # None: any non-zero status
-    stdin: bytes = b""
+    stdin: bytes | None = b""  # None: standard input closed
+    stdin_path: str = ""  # else stdin read from this file (/dev/zero: endless)
+    setup: str = ""  # a name in SETUPS: what files alone cannot plant
+    powerless: bool = False  # root without the power to override file permissions
+    stdout_closed: bool = False  # stdout a pipe nobody reads any more
+    writes: bool = False  # the command did its work before the error (stdout_closed)
 
 
 def mapping(text: str, *, host: str = HOST) -> dict[str, str | bytes]:
@@ -369,6 +375,126 @@ def wrapper_cases() -> Iterator[Case]:
     )
 
 
+# -- the newest surfaces, as a careless user, a hostile co-user or a lying disk ---
+
+CFG = "config/knockssh"  # the mapping file's directory (XDG_CONFIG_HOME=config)
+NOBODY = 65534
+
+
+def _fifo(name: str) -> Callable[[Path], None]:
+    def make(tmp: Path) -> None:
+        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(tmp / name, 0o600)
+
+    return make
+
+
+def _secrets_elsewhere(tmp: Path) -> None:
+    (tmp / "elsewhere").mkdir(mode=0o700)
+    (tmp / CFG).mkdir(parents=True, mode=0o700)
+    os.symlink(tmp / "elsewhere", tmp / CFG / "secrets")
+
+
+def _secrets_shared(tmp: Path) -> None:
+    (tmp / CFG / "secrets").mkdir(parents=True)
+    os.chown(tmp / CFG / "secrets", NOBODY, NOBODY)
+    os.chmod(tmp / CFG / "secrets", 0o777)
+
+
+def _config_dir_readonly(tmp: Path) -> None:
+    (tmp / CFG).mkdir(parents=True)
+    os.chmod(tmp / CFG, 0o500)
+
+
+def _null_device(tmp: Path) -> None:
+    os.mknod(tmp / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+
+
+SETUPS: dict[str, Callable[[Path], None]] = {
+    "mapping-fifo": _fifo(HOSTS),
+    "conf-fifo": _fifo(CONF),
+    "pid-fifo": _fifo("knockd.pid"),
+    "secrets-link": _secrets_elsewhere,
+    "secrets-shared": _secrets_shared,
+    "config-readonly": _config_dir_readonly,
+    "null-device": _null_device,
+}
+
+
+def hostile_cases() -> Iterator[Case]:
+    env: dict[str | bytes, str | bytes] = {"KNOCKD_ROTATOR_SECRET": SECRET}  # type: ignore[assignment]
+    good = b"abcdefghijkl\n"
+    add = ["knockssh", "add", "new.test", "--secret-stdin"]
+    adds: list[tuple[str, list[str | bytes], str, dict[str, object]]] = [
+        ("char-device", add, "{tmp}/null&character device", {"setup": "null-device", "env": {"KNOCKSSH_CONFIG": "{tmp}/null"}}),
+        ("read-only-file", add, "hosts.toml&read-only", {"files": mapping(""), "modes": {HOSTS: 0o400}}),
+        ("mapping-fifo", add, "hosts.toml&FIFO", {"setup": "mapping-fifo"}),
+        ("secrets-symlink", add, "secrets&symbolic link", {"setup": "secrets-link"}),
+        ("secrets-other-user", add, "secrets&another user", {"setup": "secrets-shared"}),
+        ("secrets-a-file", add, "secrets&not a directory", {"files": {CFG + "/secrets": ""}}),
+        ("config-dir-a-file", add, "knockssh&not a directory", {"files": {CFG: ""}}),
+        ("config-dir-read-only", add, "Permission denied", {"setup": "config-readonly", "powerless": True}),
+        ("star", ["knockssh", "add", "*", "--secret-stdin"], "'*'&pattern", {}),
+        ("glob", ["knockssh", "add", "*.example", "--secret-stdin"], "*.example&pattern", {}),
+        ("negated", ["knockssh", "add", "!neg.example", "--secret-stdin"], "!neg.example&pattern", {}),
+        ("dash", ["knockssh", "add", "--secret-stdin", "--", "-oProxyCommand"], "-oProxyCommand&option", {}),
+        ("esc", ["knockssh", "add", "a\x1b[2Jb", "--secret-stdin"], "\\x1b", {}),
+        ("cr", ["knockssh", "add", "a\rb", "--secret-stdin"], "\\r", {}),
+        ("service-newline", [*add, "--service", "ssh\nHost *\n  ProxyCommand evil %h"], "--service&\\n", {}),
+        ("service-esc", [*add, "--service", "\x1b]0;pwn\x07"], "--service&\\x1b", {}),
+        ("service-emoji", [*add, "--service", "ssh\U0001f511"], "--service&letters", {}),
+        ("service-suffix", [*add, "--service", "ssh_ROTATOR"], "--service&_ROTATOR", {}),
+        ("stdin-closed", add, "standard input&closed", {"stdin": None}),
+        ("stdin-endless", add, "standard input&more than", {"stdin_path": "/dev/zero"}),
+        ("secret-file-endless", ["knockssh", "add", "new.test", "--secret-file", "/dev/zero"], "/dev/zero&more than", {}),
+        ("stdin-nul", add, "standard input&control character", {"stdin": b"abcdefghijkl\x00xyz\n"}),
+        ("stdin-two-lines", add, "standard input&one line", {"stdin": b"abcdefghijkl\nsecond line\n"}),
+        ("secret-file-dir", ["knockssh", "add", "new.test", "--secret-file", "{tmp}"], "{tmp}&directory", {}),
+    ]  # fmt: skip
+    for name, argv, place, extra in adds:
+        fields: dict[str, object] = {"env": env, "code": None, "stdin": good, **extra}
+        yield Case(f"hostile-add-{name}", argv, place, **fields)  # type: ignore[arg-type]
+    yield Case(
+        "hostile-add-stdout-closed",
+        add,
+        "standard output&the entry was written",
+        stdin=good,
+        stdout_closed=True,
+        writes=True,
+    )
+    init = ["knockssh-rotator", "init", "--interface", "lo", "--env-file", "{tmp}/e.env"]
+    inits: list[tuple[str, list[str | bytes], str]] = [
+        ("service-newline", [*init, "--service", "ssh\ntouch {tmp}/pwned"], "--service"),
+        ("service-heredoc", [*init, "--service", "x\nEOF\ntouch {tmp}/pwned"], "--service"),
+        ("service-suffix", [*init, "--service", "ssh_ROTATOR"], "--service&_ROTATOR"),
+        ("service-bracket", [*init, "--service", "a]b"], "--service"),
+        ("interface-newline", ["knockssh-rotator", "init", "--env-file", "{tmp}/e.env", "--interface", "lo\ntouch {tmp}/pwned"], "--interface"),
+        ("interface-long", ["knockssh-rotator", "init", "--env-file", "{tmp}/e.env", "--interface", "x" * 16], "--interface"),
+        ("env-file-newline", ["knockssh-rotator", "init", "--interface", "lo", "--env-file", "{tmp}/e\ntouch {tmp}/pwned"], "--env-file"),
+        ("env-file-relative", ["knockssh-rotator", "init", "--interface", "lo", "--env-file", "e.env"], "--env-file&absolute"),
+        ("env-file-empty", ["knockssh-rotator", "init", "--interface", "lo", "--env-file="], "--env-file"),
+    ]  # fmt: skip
+    for name, argv, place in inits:
+        yield Case(f"hostile-init-{name}", argv, place, code=2)
+    conf = {CONF: KNOCKD_CONF}
+    rotator: list[tuple[str, list[str | bytes], str, dict[str, object]]] = [
+        ("config-fifo", ["--config", "{tmp}/knockd.conf", "--no-reload"], "knockd.conf&FIFO", {"setup": "conf-fifo"}),
+        ("config-dev-zero", ["--config", "/dev/zero", "--no-reload"], "/dev/zero&character device", {}),
+        ("pidfile-fifo", ["--config", "{tmp}/knockd.conf", "--pidfile", "{tmp}/knockd.pid"], "knockd.pid&FIFO", {"setup": "pid-fifo", "files": conf}),
+        ("pidfile-superscript", ["--config", "{tmp}/knockd.conf", "--pidfile", "{tmp}/p"], "{tmp}/p&no knockd pid", {"files": {**conf, "p": "²\n"}}),
+        ("pidfile-5000-digits", ["--config", "{tmp}/knockd.conf", "--pidfile", "{tmp}/p"], "{tmp}/p&cannot read", {"files": {**conf, "p": "9" * 5000}}),
+        ("config-eq-empty", ["--config=", "--no-reload"], "--config", {"code": 2}),
+        ("pidfile-eq-empty", ["--config", "{tmp}/knockd.conf", "--pidfile="], "--pidfile", {"code": 2, "files": conf}),
+        ("check-config-eq-empty", ["check", "--config="], "--config", {"code": 2}),
+        ("check-env-file-eq-empty", ["check", "--env-file="], "--env-file", {"code": 2}),
+    ]  # fmt: skip
+    for name, args, place, extra in rotator:
+        fields = {"env": env, **extra}
+        yield Case(f"hostile-rotator-{name}", ["knockssh-rotator", *args], place, **fields)  # type: ignore[arg-type]
+    for name, argv in (("check", ["knockssh", "check"]), ("proxy", ["knockssh", "h.test", "22"])):
+        yield Case(f"hostile-mapping-fifo-{name}", argv, "hosts.toml&FIFO", setup="mapping-fifo")
+
+
 CASES = [
     *mapping_cases(),
     *secret_cases(),
@@ -376,6 +502,7 @@ CASES = [
     *command_line_cases(),
     *knockd_conf_cases(),
     *wrapper_cases(),
+    *hostile_cases(),
 ]
 
 
@@ -391,26 +518,39 @@ def fill(value: str | bytes, tmp: str) -> str | bytes:
 
 
 def snapshot(root: str) -> dict[str, tuple[bytes, int]]:
-    """Every file under ``root`` but the client's own state: content and mode."""
+    """Every file under ``root`` but the client's own state: content and mode (what
+    a link points at, a FIFO's or a device's kind: never opened)."""
     found = {}
     for top, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if d not in ("state", "run")]
-        for name in files:
+        for name in [*files, *(d for d in dirs if os.path.islink(os.path.join(top, d)))]:
             path = os.path.join(top, name)
-            with open(path, "rb") as f:
-                found[path] = (f.read(), stat.S_IMODE(os.lstat(path).st_mode))
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                found[path] = (os.fsencode(os.readlink(path)), st.st_mode)
+            elif not stat.S_ISREG(st.st_mode):
+                found[path] = (str(st.st_rdev).encode(), st.st_mode)
+            else:
+                with open(path, "rb") as f:
+                    found[path] = (f.read(), stat.S_IMODE(st.st_mode))
+        for name in dirs:
+            path = os.path.join(top, name)
+            found[path + "/"] = (b"", os.lstat(path).st_mode)
     return found
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input(case: Case, tmp_path):
-    tmp = str(tmp_path)
+def _plant(case: Case, tmp: str) -> None:
     for name, content in case.files.items():
-        path = tmp_path / name
+        path = Path(tmp, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         data = fill(content, tmp)
         path.write_bytes(data if isinstance(data, bytes) else data.encode())
         path.chmod(case.modes.get(name, 0o600))
+    if case.setup:
+        SETUPS[case.setup](Path(tmp))
+
+
+def _run(case: Case, tmp: str) -> tuple[subprocess.CompletedProcess[bytes], str]:
     env: dict[str | bytes, str | bytes] = {
         "PATH": os.environ["PATH"],
         "HOME": tmp,
@@ -421,14 +561,48 @@ def test_bad_input(case: Case, tmp_path):
         "LC_ALL": "C.UTF-8",
     }
     env.update({k: fill(v, tmp) for k, v in case.env.items()})
-    before = snapshot(tmp)
     program, *args = case.argv
     argv = [*PROGRAMS[str(program)], *(fill(a, tmp) for a in args)]
-    done = subprocess.run(
-        argv, input=case.stdin, capture_output=True, env=env, cwd=tmp, timeout=30, check=False
-    )
+    if case.powerless:  # as a user's process is: file permissions hold for it
+        argv = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--", *argv]
+    close_stdin = case.stdin is None
+
+    def child() -> None:
+        os.close(0)
+
+    stdin = open(case.stdin_path, "rb") if case.stdin_path else None  # noqa: SIM115
+    broken = os.pipe() if case.stdout_closed else None
+    if broken:
+        os.close(broken[0])
+    try:
+        done = subprocess.run(
+            argv,
+            input=None if stdin or close_stdin else case.stdin,
+            stdin=stdin,
+            stdout=broken[1] if broken else subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=tmp,
+            timeout=30,
+            check=False,
+            preexec_fn=child if close_stdin else None,
+        )
+    finally:
+        if stdin:
+            stdin.close()
+        if broken:
+            os.close(broken[1])
     err = done.stderr.decode(errors="replace")
-    shown = f"stderr={err!r} stdout={done.stdout[:300]!r}"
+    return done, f"stderr={err!r} stdout={(done.stdout or b'')[:300]!r}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, tmp_path):
+    tmp = str(tmp_path)
+    _plant(case, tmp)
+    before = snapshot(tmp)
+    done, shown = _run(case, tmp)
+    err = done.stderr.decode(errors="replace")
     assert done.returncode != 0, shown
     if case.code is not None:
         assert done.returncode == case.code, shown
@@ -436,5 +610,6 @@ def test_bad_input(case: Case, tmp_path):
     assert err.endswith("\n") and err.count("\n") == 1, shown
     place = fill(case.place, tmp)
     assert all(p in err for p in str(place).split("&")), f"{place!r} not named: {shown}"
-    assert SECRET.encode() not in done.stdout + done.stderr
-    assert snapshot(tmp) == before, "an input file changed"
+    assert SECRET.encode() not in (done.stdout or b"") + done.stderr
+    if not case.writes:
+        assert snapshot(tmp) == before, "an input file changed"

@@ -35,6 +35,7 @@ GOOD = doctor.Facts(
     nft_ruleset=None,
     env_path="/etc/knockssh/rotator.env",
     env_values=doctor.parse_env_file(server_setup.env_file_text(SECRET)),
+    env_error=None,
     env_mode=0o600,
     systemd=True,
     rotator_active=True,
@@ -69,13 +70,16 @@ FAULTS = [
     ("no %IP%", {"conf_text": replace_in_conf("stop_command  = /usr/sbin/iptables -D INPUT -s %IP%", "stop_command  = /usr/sbin/iptables -D INPUT")}, "stop_command does not use %IP%"),
     ("seq_timeout", {"conf_text": replace_in_conf("seq_timeout   = 10", "seq_timeout   = 600")}, "seq_timeout = 600"),
     ("cmd_timeout", {"conf_text": replace_in_conf("cmd_timeout   = 30", "cmd_timeout   = 99999")}, "cmd_timeout = 99999"),
-    ("env missing", {"env_values": None, "env_mode": None}, "rotator.env is missing -- fix: knockssh-rotator init"),
+    ("env missing", {"env_values": None, "env_mode": None, "env_error": "missing"}, "rotator.env is missing -- fix: knockssh-rotator init"),
+    ("env a directory", {"env_values": None, "env_mode": None, "env_error": "cannot be read: is a directory, not a regular file"}, "rotator.env cannot be read: is a directory"),
+    ("env unreadable", {"env_values": None, "env_mode": None, "env_error": "cannot be read: Permission denied"}, "rotator.env cannot be read: Permission denied"),
     ("env readable", {"env_mode": 0o644}, "readable by others (mode 644)"),
     ("placeholder", {"env_values": {**GOOD.env_values, "KNOCKD_ROTATOR_SECRET": "change-me-to-something"}}, "placeholder"),
     ("no secret", {"env_values": {"KNOCKD_ROTATOR_LENGTH": "10"}}, "KNOCKD_ROTATOR_SECRET: the shared secret is required"),
     ("timer inactive", {"rotator_active": False}, "fix: systemctl enable --now knockssh-rotator.timer"),
     ("no follower", {"rotator_active": False, "systemd": False}, "knockssh-rotator --follow"),
     ("clock", {"ntp_synchronized": False}, "not NTP-synchronised"),
+    ("superscript period", {"env_values": {**GOOD.env_values, "KNOCKD_ROTATOR_PERIOD_MODULO": "²"}}, "KNOCKD_ROTATOR_PERIOD_MODULO"),
 ]  # fmt: skip
 
 
@@ -83,6 +87,21 @@ FAULTS = [
 def test_each_fault_gives_its_one_finding(name, changes, expected):
     found = [f.line() for f in doctor.findings(GOOD._replace(**changes))]
     assert len(found) == 1 and expected in found[0], found
+
+
+def test_without_ip_the_interface_is_not_judged():
+    """No ip on PATH: which interfaces exist is unknown, so none is called missing."""
+    facts = GOOD._replace(interfaces=None, conf_text=replace_in_conf("ens5", "eth0"))
+    assert doctor.findings(facts) == []
+
+
+def test_numbers_that_are_not_ascii_or_too_long_are_not_numbers():
+    five_thousand = "9" * 5000
+    conf = replace_in_conf("cmd_timeout   = 30", f"cmd_timeout   = {five_thousand}")
+    conf = conf.replace("--dport 22", f"--dport {five_thousand}", 1)
+    facts = GOOD._replace(conf_text=conf.replace("seq_timeout   = 10", "seq_timeout   = ²"))
+    lines = [f.line() for f in doctor.findings(facts)]
+    assert all("Traceback" not in line for line in lines)  # no exception: a list came back
 
 
 def test_the_env_file_is_read_as_systemd_reads_it():
