@@ -10,21 +10,35 @@ from helpers import ROOT, SECRET
 from knockssh import add
 
 
-def knockssh(tmp_path, *args, stdin=b""):
+def knockssh(tmp_path, *args, stdin=b"", cwd=ROOT, **env_changes):
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(tmp_path),
         "XDG_CONFIG_HOME": str(tmp_path / "config"),
         "PYTHONPATH": ROOT,
+        **env_changes,
     }
     return subprocess.run(
         [sys.executable, "-m", "knockssh", *args],
         input=stdin,
         capture_output=True,
         env=env,
-        cwd=ROOT,
+        cwd=cwd,
         timeout=30,
     )
+
+
+def start_add(tmp_path, host, secret):
+    env = {**os.environ, "HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    env["PYTHONPATH"] = ROOT
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "knockssh", "add", host, "--secret-stdin"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    return proc, secret
 
 
 def mode(path):
@@ -80,3 +94,74 @@ def test_secret_path_keeps_host_names_tame_and_apart():
     names = ["é.example", "è.example", "_c3_a9.example", "a_b", "a-b", ".x", "_2ex"]
     assert len({add.secret_path("/c", n) for n in names}) == len(names)
     assert add.secret_path("/c", "é.example") == "/c/secrets/_c3_a9.example.secret"
+
+
+def test_concurrent_adds_keep_every_entry(tmp_path):
+    """Eight adds at once (the report: 5 to 7 of 8 entries were lost)."""
+    started = [start_add(tmp_path, f"h{i}.test", f"{SECRET}-{i}") for i in range(8)]
+    for proc, secret in started:  # all are running before any gets its secret
+        proc.stdin.write(secret.encode() + b"\n")
+        proc.stdin.close()
+    for proc, _ in started:
+        assert proc.wait(30) == 0, proc.stderr.read()
+    hosts = tmp_path / "config" / "knockssh" / "hosts.toml"
+    text = hosts.read_text()
+    for i in range(8):
+        assert f'match = ["h{i}.test"]' in text
+        stored = hosts.parent / "secrets" / f"h{i}.test.secret"
+        assert stored.read_text() == f"{SECRET}-{i}\n"
+    checked = knockssh(tmp_path, "check")
+    assert checked.returncode == 0 and b"(8 host entries)" in checked.stdout
+
+
+def test_a_symlinked_mapping_file_is_written_at_its_target(tmp_path):
+    """dotfiles: hosts.toml is a link into a repository; the link stays, the
+    target gets the entry, and the secret stays out of the repository."""
+    repo = tmp_path / "dotfiles"
+    repo.mkdir()
+    (repo / "hosts.toml").write_text('[[host]]\nmatch = ["a"]\nsequence = "1,2,3"\n')
+    link = tmp_path / "config" / "knockssh" / "hosts.toml"
+    link.parent.mkdir(parents=True, mode=0o700)
+    link.symlink_to(repo / "hosts.toml")
+    done = knockssh(tmp_path, "add", "b.test", "--secret-stdin", stdin=SECRET.encode())
+    assert done.returncode == 0, done.stderr
+    assert link.is_symlink() and 'match = ["b.test"]' in (repo / "hosts.toml").read_text()
+    assert (link.parent / "secrets" / "b.test.secret").exists()
+    assert os.listdir(repo) == ["hosts.toml"]
+
+
+def test_emoji_hosts_paths_and_twin_idn_names_read_back(tmp_path):
+    config = tmp_path / "conf\U0001f511" / "hosts.toml"
+    for host in ("\U0001f511.example", "é.example", "è.example"):
+        done = knockssh(
+            tmp_path,
+            "add",
+            host,
+            "--secret-stdin",
+            stdin=SECRET.encode(),
+            KNOCKSSH_CONFIG=str(config),
+        )
+        assert done.returncode == 0, done.stderr
+        checked = knockssh(tmp_path, "check", host, KNOCKSSH_CONFIG=str(config))
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert f"match {host}".encode() in checked.stdout
+    assert len(os.listdir(config.parent / "secrets")) == 3  # é and è: two files
+
+
+def test_relative_config_locations_store_absolute_paths(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    # a relative XDG_CONFIG_HOME is ignored (the XDG rule): ~/.config is used
+    done = knockssh(tmp_path, "add", "x.test", "--secret-stdin", stdin=SECRET.encode(),
+                    cwd=work, XDG_CONFIG_HOME="relcfg")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / ".config" / "knockssh" / "hosts.toml").exists()
+    assert os.listdir(work) == []
+    # a relative KNOCKSSH_CONFIG is taken from the current directory, and the
+    # secret_file stored in it is absolute, so it resolves from anywhere
+    done = knockssh(tmp_path, "add", "y.test", "--secret-stdin", stdin=SECRET.encode(),
+                    cwd=work, KNOCKSSH_CONFIG="rel.toml")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f'secret_file = "{work}/secrets/y.test.secret"' in (work / "rel.toml").read_text()
+    elsewhere = knockssh(tmp_path, "check", "y.test", KNOCKSSH_CONFIG=str(work / "rel.toml"))
+    assert elsewhere.returncode == 0, elsewhere.stdout

@@ -1,10 +1,13 @@
 """Side effects of the rotator: atomic writes, the lock, reload/verify/rollback."""
 
+import contextlib
 import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 
 import pytest
 from helpers import ROOT, SECRET
@@ -205,6 +208,97 @@ def test_a_pid_that_is_not_knockd_is_refused_and_not_signalled(tmp_path, monkeyp
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+NOBODY = 65534
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 and os.environ.get("CI") != "true",
+    reason="runs a process as another user; CI is root",
+)
+
+
+@contextlib.contextmanager
+def fake_knockd(owner: int, run_as: int, dir_mode: int = 0o755):
+    """A copy of sleep named knockd, owned by ``owner``, in a directory of
+    ``dir_mode``, running as ``run_as``: what a stale pidfile may name after pid reuse."""
+    directory = tempfile.mkdtemp(prefix="knockssh-stranger-", dir="/tmp")
+    try:
+        os.chmod(directory, dir_mode)
+        exe = os.path.join(directory, "knockd")
+        shutil.copy(shutil.which("sleep") or "/bin/sleep", exe)
+        os.chown(exe, owner, owner)
+        os.chmod(exe, 0o755)
+        user = {} if run_as == 0 else {"user": run_as, "group": run_as, "extra_groups": []}
+        proc = subprocess.Popen([exe, "600"], cwd="/", **user)  # type: ignore[call-overload]
+        try:
+            assert apply.wait_for(lambda: apply.process_name(proc.pid) == "knockd", 5)
+            yield proc
+        finally:
+            proc.kill()
+            proc.wait()
+    finally:
+        shutil.rmtree(directory)
+
+
+def rotate_with_pidfile(tmp_path, pid, *extra):
+    pidfile = tmp_path / "knockd.pid"
+    pidfile.write_text(f"{pid}\n")
+    path = tmp_path / "knockd.conf"
+    path.write_text(OLD.replace("LOG", str(tmp_path / "knockd.log")))
+    args = ["--config", str(path), "--pidfile", str(pidfile), *extra]
+    env = {**os.environ, "KNOCKD_ROTATOR_SECRET": SECRET, "PYTHONPATH": ROOT}
+    code = "import sys; from rotator.cli import main; sys.exit(main())"
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@needs_root
+@pytest.mark.parametrize(
+    ("owner", "run_as", "dir_mode", "why"),
+    [
+        (NOBODY, NOBODY, 0o755, "not as root"),
+        (NOBODY, 0, 0o755, "not root's alone"),  # root runs a binary another user can swap
+        (0, 0, 0o777, "not root's alone"),  # in a directory anyone can write
+    ],
+)
+def test_a_knockd_that_is_not_roots_is_never_signalled(tmp_path, owner, run_as, dir_mode, why):
+    with fake_knockd(owner, run_as, dir_mode) as stranger:
+        rotator = rotate_with_pidfile(tmp_path, stranger.pid, "--at", "1700000000")
+        out, err = rotator.communicate(timeout=30)
+        assert rotator.returncode == 1 and why in err and "refusing to signal it" in err, err
+        assert err.count("\n") == 1 and "written" not in out
+        assert stranger.poll() is None  # no SIGHUP: sleep would have died of it
+
+
+@needs_root
+def test_follow_never_signals_nor_runs_a_strangers_knockd(tmp_path):
+    """The reported attack: a stale pidfile names another user's process whose
+    executable is named knockd. --follow refuses it, keeps retrying, still stops
+    on SIGTERM, and no process runs that user's program as root."""
+    with fake_knockd(NOBODY, NOBODY) as stranger:
+        follower = rotate_with_pidfile(tmp_path, stranger.pid, "--follow")
+        try:
+            line = follower.stderr.readline()  # type: ignore[union-attr]
+            assert "not as root" in line and "trying again" in line, line
+            exe = os.readlink(f"/proc/{stranger.pid}/exe")
+            as_root = [
+                p
+                for p in os.listdir("/proc")
+                if p.isdigit()
+                and int(p) != stranger.pid
+                and apply.process_name(int(p)) == "knockd"
+                and os.path.realpath(f"/proc/{p}/exe") == exe
+            ]
+            assert as_root == [] and stranger.poll() is None
+        finally:
+            follower.terminate()
+            out, _ = follower.communicate(timeout=10)
+        assert follower.returncode == 0 and out.rstrip().endswith("stopped")
 
 
 def test_a_symlinked_knockd_conf_is_rewritten_at_its_target(tmp_path, monkeypatch, capsys):

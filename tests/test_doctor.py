@@ -1,8 +1,12 @@
 """knockssh-rotator check's decisions, from facts alone: a good server has nothing to
 say, and each fault, provoked alone, gives its one finding."""
 
+import os
+import subprocess
+import sys
+
 import pytest
-from helpers import SECRET
+from helpers import ROOT, SECRET
 
 from rotator import doctor, server_setup
 
@@ -116,3 +120,89 @@ def test_interfaces_as_ip_link_shows_them():
         "3: eth1: <BROADCAST,MULTICAST> mtu 1500 qdisc noop state DOWN\n"
     )
     assert doctor.interfaces_of(text) == {"lo": True, "ens5": True, "eth1": False}
+
+
+# -- the doctor as a process, on hostile files: one report, never a hang or a traceback
+
+DOCTOR = [
+    sys.executable,
+    "-c",
+    "import sys; from rotator.cli import main; sys.exit(main())",
+    "check",
+]
+CONF_OK = "[options]\n  Interface = lo\n[ssh_ROTATOR]\n  sequence = 1,2,3\n  cmd_timeout = 30\n"
+ENV_OK = f"KNOCKD_ROTATOR_SECRET={SECRET}\n"
+HOSTILE = [  # (id, files: name -> bytes, or "fifo"/"dir"; extra args; stdout must hold)
+    ("superscript-timeout", {"conf": CONF_OK.replace("= 30", "= ²")}, [], "all well|"),
+    ("5000-digit-timeout", {"conf": CONF_OK.replace("= 30", "= " + "9" * 5000)}, [], "|"),
+    ("5000-digit-port", {"conf": CONF_OK + "  start_command = x --dport " + "9" * 5000 + " %IP%\n"}, [], "|"),
+    ("superscript-period", {"env": ENV_OK + "KNOCKD_ROTATOR_PERIOD_MODULO=²\n"}, [], "KNOCKD_ROTATOR_PERIOD_MODULO"),
+    ("superscript-pid", {"pid": "²\n"}, [], "knockd is not running"),
+    ("5000-digit-pid", {"pid": "9" * 5000}, [], "knockd is not running"),
+    ("interface-not-utf8", {"conf": CONF_OK.replace("= lo", "= e\udcffth0")}, [], "\\udcff"),
+    ("interface-escape", {"conf": CONF_OK.replace("= lo", "= e\x1b[2J\rth0")}, [], "\\x1b[2J\\r"),
+    ("config-dev-zero", {}, ["--config", "/dev/zero"], "/dev/zero: cannot read: is a character device"),
+    ("config-fifo", {"conf": "fifo"}, [], "knockd.conf: cannot read: is a FIFO"),
+    ("env-fifo", {"env": "fifo"}, [], "rotator.env cannot be read: is a FIFO"),
+    ("pid-fifo", {"pid": "fifo"}, [], "knockd is not running"),
+    ("env-directory", {"env": "dir"}, [], "rotator.env cannot be read: is a directory"),
+]  # fmt: skip
+
+
+def run_doctor(tmp_path, files, extra, path=None, stdout=subprocess.PIPE):
+    names = {"conf": "knockd.conf", "env": "rotator.env", "pid": "knockd.pid"}
+    defaults = {"conf": CONF_OK, "env": ENV_OK}
+    for key, name in names.items():
+        content = files.get(key, defaults.get(key))
+        target = tmp_path / name
+        if content == "fifo":
+            os.mkfifo(target, 0o600)
+        elif content == "dir":
+            target.mkdir()
+        elif content is not None:
+            target.write_bytes(content.encode("utf-8", "surrogateescape"))
+            target.chmod(0o600)
+    args = ["--config", str(tmp_path / "knockd.conf"), "--env-file", str(tmp_path / "rotator.env")]
+    if "pid" in files:
+        args += ["--pidfile", str(tmp_path / "knockd.pid")]
+    env = {**os.environ, "PYTHONPATH": ROOT, "PATH": path or os.environ["PATH"]}
+    return subprocess.run(
+        [*DOCTOR, *args, *extra], stdout=stdout, stderr=subprocess.PIPE, env=env, timeout=30
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "files", "extra", "expected"), HOSTILE, ids=[h[0] for h in HOSTILE]
+)
+def test_the_doctor_reports_hostile_files_without_a_traceback_or_a_hang(
+    tmp_path, name, files, extra, expected
+):
+    done = run_doctor(tmp_path, files, extra)
+    out, err = done.stdout.decode(), done.stderr.decode()
+    assert done.returncode == 1 and err == "", (out, err)  # findings, in one report
+    assert all(line.isprintable() for line in out.splitlines()), out  # no ESC, CR or \udcff raw
+    assert any(e in out for e in expected.split("|") if e) or expected.endswith("|"), out
+
+
+def test_without_ip_the_doctor_claims_no_missing_interface(tmp_path):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    conf = CONF_OK.replace("= lo", "= nosuch0")
+    done = run_doctor(tmp_path, {"conf": conf}, [], path=str(empty))
+    assert done.returncode == 1 and b"Traceback" not in done.stderr
+    assert b"does not have" not in done.stdout, done.stdout
+    again = tmp_path / "again"
+    again.mkdir()
+    with_ip = run_doctor(again, {"conf": conf}, [])
+    assert b"knockd listens on nosuch0, which this machine does not have" in with_ip.stdout
+
+
+def test_a_closed_stdout_is_one_line(tmp_path):
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = run_doctor(tmp_path, {}, [], stdout=write)
+    finally:
+        os.close(write)
+    err = done.stderr.decode()
+    assert done.returncode == 1 and err.count("\n") == 1 and "standard output" in err, err

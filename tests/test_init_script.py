@@ -1,0 +1,116 @@
+"""``knockssh-rotator init | sh`` as root runs it: in a sandbox (a mount namespace
+with a tmpfs on /etc, a UTS namespace with a hostile host name, and PATH stubs for
+the firewall and systemctl), so that the script really runs and nothing it does
+reaches this machine. No input may add a line to it; a second run keeps the
+admin's edited knockd.conf."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import ROOT
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rotator import scheme, server_setup
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 and os.environ.get("CI") != "true",
+    reason="the sandbox needs root (unshare of mount and UTS namespaces); CI is root",
+)
+
+STUBS = ("iptables", "ip6tables", "nft", "netfilter-persistent", "systemctl")
+
+SANDBOX = r"""
+set -eu
+"$PYTHON" -c 'import ctypes, os; n = os.environb[b"HOSTILE_HOST"]
+assert ctypes.CDLL(None).sethostname(n, len(n)) == 0 and os.uname().nodename.count("\n") == 2'
+"$PYTHON" -c 'import sys; from rotator.cli import main; sys.exit(main())' \
+    init --interface lo --env-file "$TMP/rotator.env" > "$TMP/script.sh"
+mount -t tmpfs knockssh-test /etc
+mkdir -p /etc/systemd/system
+printf 'edited by the admin\n' > /etc/knockd.conf
+PATH="$TMP/stubs:$PATH" sh "$TMP/script.sh" > "$TMP/run1.out" 2>&1
+printf 'edited again\n' > /etc/knockd.conf
+PATH="$TMP/stubs:$PATH" sh "$TMP/script.sh" > "$TMP/run2.out" 2>&1
+ls -a /etc > "$TMP/etc.list"
+cat /etc/knockd.conf.before-knockssh* > "$TMP/backups"
+cp /etc/knockd.conf "$TMP/knockd.conf"
+"""
+
+
+def test_a_hostile_host_name_adds_no_line_and_a_second_run_keeps_a_backup(tmp_path):
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    for name in STUBS:
+        stub = stubs / name
+        stub.write_text(f'#!/bin/sh\necho "{name} $*" >> "$TMP/stubs.log"\n')
+        stub.chmod(0o755)
+    pwned = Path(f"/tmp/kp{os.getpid()}")  # a host name has at most 64 bytes
+    pwned.unlink(missing_ok=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": ROOT,
+        "PYTHON": sys.executable,
+        "TMP": str(tmp_path),
+        "HOSTILE_HOST": f"box\ntouch {pwned}\n#",
+    }
+    done = subprocess.run(
+        ["unshare", "--mount", "--uts", "--fork", "sh", "-c", SANDBOX],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    ran = [(tmp_path / n).read_text() for n in ("run1.out", "run2.out") if (tmp_path / n).exists()]
+    assert done.returncode == 0, (done.stderr, ran)
+    assert not pwned.exists(), "the host name ran as a command"
+    script = (tmp_path / "script.sh").read_text()
+    assert "# clients: knockssh add THIS-SERVER --service ssh" in script
+    assert "[ssh_ROTATOR]" in (tmp_path / "knockd.conf").read_text()
+    # both of the admin's versions are kept: the first run's name, then a dated one
+    assert (tmp_path / "backups").read_text().count("edited") == 2
+    backups = [n for n in (tmp_path / "etc.list").read_text().split() if "before" in n]
+    assert len(backups) == 2, backups
+    assert "systemctl restart knockd.service" in (tmp_path / "stubs.log").read_text()
+
+
+UNITS = {name: "[Unit]\n" for name in server_setup.UNITS}
+SAFE = "abcdefghijklmnopqrstuvwxyz0123456789._-"
+
+
+@given(
+    service=st.text(min_size=1, max_size=20),
+    interface=st.text(min_size=1, max_size=20),
+    env_file=st.text(min_size=1, max_size=30),
+    host=st.text(max_size=30),
+)
+def test_no_value_adds_a_line_to_the_script(service, interface, env_file, host):
+    """Whatever the four values, the script is refused (ValueError) or has exactly
+    the lines it has for tame values: none can end a comment or a heredoc."""
+    tame = server_setup.setup_script("eth0", 22, "iptables", "ssh", "/e.env", "h", UNITS)
+    try:
+        script = server_setup.setup_script(
+            interface, 22, "iptables", service, "/" + env_file, host, UNITS
+        )
+    except ValueError:
+        assert (
+            scheme.service_problem(service)
+            or server_setup.interface_problem(interface)
+            or server_setup.path_problem("/" + env_file)
+        )
+        return
+    assert script.count("\n") == tame.count("\n")
+    heredoc_ends = [line for line in script.split("\n") if line == "EOF"]
+    assert len(heredoc_ends) == tame.split("\n").count("EOF")
+
+
+@pytest.mark.parametrize("service", ["ssh\ntouch /x", "x\nEOF", "a]b", "ssh_ROTATOR", ""])
+def test_setup_script_refuses_what_could_break_it(service):
+    with pytest.raises(ValueError):
+        server_setup.setup_script("eth0", 22, "iptables", service, "/e.env", "h", UNITS)
