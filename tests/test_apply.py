@@ -433,3 +433,32 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out == f"knockssh-rotator {VERSION}\n"
+
+
+@pytest.mark.parametrize("fifo", ["knockd.conf", "knockd.pid"])
+def test_follow_on_a_fifo_says_so_and_stops_on_sigterm(tmp_path, fifo):
+    """A FIFO where the config or the pidfile should be: an error line and a retry,
+    never a blocked open that no SIGTERM can end."""
+    conf = tmp_path / "knockd.conf"
+    if fifo == "knockd.conf":
+        os.mkfifo(conf, 0o600)
+    else:
+        conf.write_text(OLD.replace("LOG", str(tmp_path / "knockd.log")))
+        os.mkfifo(tmp_path / fifo, 0o600)
+    env = {**os.environ, "KNOCKD_ROTATOR_SECRET": SECRET, "PYTHONPATH": ROOT}
+    code = "import sys; from rotator.cli import main; sys.exit(main())"
+    args = ["--follow", "--config", str(conf), "--pidfile", str(tmp_path / "knockd.pid")]
+    follower = subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = follower.stderr.readline()
+        assert fifo in line and "FIFO" in line and "trying again" in line, line
+    finally:
+        follower.terminate()
+        out, _ = follower.communicate(timeout=10)
+    assert follower.returncode == 0 and out.rstrip().endswith("stopped"), out
