@@ -15,7 +15,7 @@ import errno
 import os
 import stat
 
-from rotator import files, scheme
+from rotator import files, scheme, server_setup
 
 from . import mapping
 from .errors import KnocksshError
@@ -145,7 +145,7 @@ def check_host(host: str) -> str:
 
 
 def check_service(service: str) -> str:
-    problem = scheme.service_problem(service)
+    problem = server_setup.service_problem(service)
     if problem:
         raise KnocksshError(f"--service {service!r}: {problem}")
     return service

@@ -1,4 +1,7 @@
-"""knockssh's version, in one place (pyproject.toml reads it from here). Nothing to
-import: ``--version`` costs the ProxyCommand path nothing."""
+"""knockssh's version: the one constant is in ``rotator.version`` (the server half
+imports nothing of the client). A module of one line: ``--version`` costs the
+ProxyCommand path nothing."""
 
-VERSION = "0.1.0"
+from rotator.version import VERSION
+
+__all__ = ["VERSION"]

@@ -328,27 +328,6 @@ def rotator_name(service: str) -> str:
     return service if service.endswith(SUFFIX) else service + SUFFIX
 
 
-SERVICE_MAX = 64
-
-
-def service_problem(name: str) -> str | None:
-    """Why ``name`` cannot be a service a command writes somewhere (a knockd.conf
-    section, a mapping entry, a script), or None. Letters, digits, '.', '_' and '-',
-    a letter or digit first, without the section suffix (knockd's section for
-    service ``ssh`` is ``ssh_ROTATOR``)."""
-    if not name or len(name) > SERVICE_MAX:
-        return f"a service name has 1 to {SERVICE_MAX} characters"
-    if not (
-        name.isascii()
-        and name[0].isalnum()
-        and name.replace("-", "a").replace("_", "a").replace(".", "a").isalnum()
-    ):
-        return "a service name has letters, digits, '.', '_' and '-' only, a letter or digit first"
-    if name.upper().endswith(SUFFIX.upper()):
-        return f"give the service without {SUFFIX} (its section is SERVICE{SUFFIX})"
-    return None
-
-
 def derive(settings: Settings, service: str, start: int) -> tuple[Knock, ...]:
     """The knock sequence of ``service`` for the period starting at ``start``.
 

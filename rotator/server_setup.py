@@ -4,7 +4,28 @@ knockd.conf section and the firewall commands. Pure: the facts about the machine
 
 from __future__ import annotations
 
-from .scheme import service_problem
+from . import scheme
+
+SERVICE_MAX = 64
+
+
+def service_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a service a command writes somewhere (a knockd.conf
+    section, a mapping entry, a script), or None. Letters, digits, '.', '_' and '-',
+    a letter or digit first, without the section suffix (knockd's section for
+    service ``ssh`` is ``ssh_ROTATOR``)."""
+    if not name or len(name) > SERVICE_MAX:
+        return f"a service name has 1 to {SERVICE_MAX} characters"
+    if not (
+        name.isascii()
+        and name[0].isalnum()
+        and name.replace("-", "a").replace("_", "a").replace(".", "a").isalnum()
+    ):
+        return "a service name has letters, digits, '.', '_' and '-' only, a letter or digit first"
+    if name.upper().endswith(scheme.SUFFIX.upper()):
+        return f"give the service without {scheme.SUFFIX} (its section is SERVICE{scheme.SUFFIX})"
+    return None
+
 
 ENV_FILE = "/etc/knockssh/rotator.env"
 FIREWALLS = ("iptables", "nftables")

@@ -12,7 +12,7 @@ import tempfile
 import pytest
 from helpers import ROOT, SECRET
 
-from rotator import apply, cli, files
+from rotator import cli, conffile, files, knockd, proc, systemd
 
 OLD = "[options]\n  logfile = LOG\n[ssh_ROTATOR]\n  sequence = 1:tcp\n"
 
@@ -27,7 +27,7 @@ def test_atomic_write_keeps_mode_and_content(tmp_path):
     path = tmp_path / "knockd.conf"
     path.write_text(OLD)
     os.chmod(path, 0o600)
-    apply.atomic_write(str(path), "new\r\ncontent \xff")
+    conffile.atomic_write(str(path), "new\r\ncontent \xff")
     assert path.read_bytes() == "new\r\ncontent \xff".encode()
     assert path.stat().st_mode & 0o777 == 0o600
     assert os.listdir(tmp_path) == ["knockd.conf"]
@@ -36,7 +36,7 @@ def test_atomic_write_keeps_mode_and_content(tmp_path):
 def test_non_utf8_bytes_round_trip(tmp_path):
     path = tmp_path / "knockd.conf"
     path.write_bytes(b"# caf\xe9\n[a]\nsequence=1\n")
-    apply.atomic_write(str(path), apply.read_text(str(path)))
+    conffile.atomic_write(str(path), conffile.read_text(str(path)))
     assert path.read_bytes() == b"# caf\xe9\n[a]\nsequence=1\n"
 
 
@@ -45,10 +45,10 @@ def test_killed_writer_leaves_old_file_whole(tmp_path):
     path.write_text(OLD)
     code = (
         "import sys, time\n"
-        "from rotator import apply\n"
+        "from rotator import conffile\n"
         "def hold():\n"
         "    sys.stdout.write('ready\\n'); sys.stdout.flush(); time.sleep(600)\n"
-        f"apply.atomic_write({str(path)!r}, 'x' * 100000, before_rename=hold)\n"
+        f"conffile.atomic_write({str(path)!r}, 'x' * 100000, before_rename=hold)\n"
     )
     proc = child(code)
     assert proc.stdout.readline() == b"ready\n"
@@ -57,7 +57,7 @@ def test_killed_writer_leaves_old_file_whole(tmp_path):
     assert path.read_text() == OLD
     leftovers = [n for n in os.listdir(tmp_path) if n != "knockd.conf"]
     assert leftovers and files.is_temp_of("knockd.conf", leftovers[0])
-    with apply.locked(str(path)):  # the next run clears a dead writer's temp file
+    with conffile.locked(str(path)):  # the next run clears a dead writer's temp file
         pass
     assert os.listdir(tmp_path) == ["knockd.conf"]
 
@@ -66,8 +66,8 @@ def test_lock_excludes_and_dies_with_its_holder(tmp_path):
     path = tmp_path / "knockd.conf"
     path.write_text(OLD)
     proc = child(
-        "import sys\nfrom rotator import apply\n"
-        f"with apply.locked({str(path)!r}):\n"
+        "import sys\nfrom rotator import conffile\n"
+        f"with conffile.locked({str(path)!r}):\n"
         "    sys.stdout.write('locked\\n'); sys.stdout.flush(); sys.stdin.read()\n"
     )
     assert proc.stdout.readline() == b"locked\n"
@@ -82,7 +82,7 @@ def test_lock_excludes_and_dies_with_its_holder(tmp_path):
         os.close(fd)
 
 
-class FakeKnockd(apply.Reloader):
+class FakeKnockd(knockd.Reloader):
     """Stands in for knockd's process in the decision logic (real knockd: tests/lab)."""
 
     def __init__(self, log, dies=False, logs=True):
@@ -112,8 +112,7 @@ def run_rotator(tmp_path, fake, monkeypatch, capsys, *extra, create=True):
         path.write_text(OLD.replace("LOG", str(log)))
         os.chmod(path, 0o640)
     monkeypatch.setenv("KNOCKD_ROTATOR_SECRET", SECRET)
-    monkeypatch.setattr(apply, "PidfileReloader", lambda pidfile: fake)
-    code = cli.main(["--config", str(path), "--pidfile", "x", "--at", "1700000000", *extra])
+    code = cli.main(["--config", str(path), "--at", "1700000000", *extra], find=lambda: fake)
     return code, path, capsys.readouterr()
 
 
@@ -142,7 +141,7 @@ def test_knockd_dies_on_reload_rolls_back(tmp_path, monkeypatch, capsys):
 
 def test_silent_knockd_is_an_error(tmp_path, monkeypatch, capsys):
     fake = FakeKnockd(str(tmp_path / "knockd.log"), logs=False)
-    monkeypatch.setattr(apply, "wait_for", lambda cond, timeout, step=0.02: cond())
+    fake.log_timeout = 0.1  # it never logs: no need to wait the real 5 s
     code, path, out = run_rotator(tmp_path, fake, monkeypatch, capsys)
     assert code == 1 and "did not log a reload" in out.err and "1:tcp" in path.read_text()
 
@@ -179,9 +178,9 @@ def test_dry_run_and_no_section(tmp_path, monkeypatch, capsys):
 
 
 def test_boundary_run_never_carries_the_secret():
-    cmd = apply.schedule_run(1700006400, 1700006000, "knockssh-rotator.service")
+    cmd = systemd.schedule_run(1700006400, 1700006000, "knockssh-rotator.service")
     assert cmd[:2] == ["systemd-run", "--on-active=400000ms"]
-    assert apply.schedule_run(10, 9.9995, "u")[1] == "--on-active=1ms"  # rounded up, never early
+    assert systemd.schedule_run(10, 9.9995, "u")[1] == "--on-active=1ms"  # rounded up, never early
     assert cmd[-3:] == ["systemctl", "start", "knockssh-rotator.service"]
     assert not any(SECRET in a or "SECRET" in a for a in cmd)
 
@@ -192,7 +191,7 @@ def test_a_pid_that_is_not_knockd_is_refused_and_not_signalled(tmp_path, monkeyp
     try:
         # Popen returns once exec closed its pipe, a moment before the kernel sets
         # the new argv: await the process as the pidfile's reader will see it.
-        assert apply.wait_for(lambda: apply.command_line(sleeper.pid) == ["sleep", "60"], 5)
+        assert proc.wait_for(lambda: proc.command_line(sleeper.pid) == ["sleep", "60"], 5)
         pidfile = tmp_path / "knockd.pid"
         pidfile.write_text(f"{sleeper.pid}\n")
         path = tmp_path / "knockd.conf"
@@ -229,13 +228,13 @@ def fake_knockd(owner: int, run_as: int, dir_mode: int = 0o755):
         os.chown(exe, owner, owner)
         os.chmod(exe, 0o755)
         user = {} if run_as == 0 else {"user": run_as, "group": run_as, "extra_groups": []}
-        proc = subprocess.Popen([exe, "600"], cwd="/", **user)  # type: ignore[call-overload]
+        process = subprocess.Popen([exe, "600"], cwd="/", **user)  # type: ignore[call-overload]
         try:
-            assert apply.wait_for(lambda: apply.process_name(proc.pid) == "knockd", 5)
-            yield proc
+            assert proc.wait_for(lambda: proc.process_name(process.pid) == "knockd", 5)
+            yield process
         finally:
-            proc.kill()
-            proc.wait()
+            process.kill()
+            process.wait()
     finally:
         shutil.rmtree(directory)
 
@@ -291,7 +290,7 @@ def test_follow_never_signals_nor_runs_a_strangers_knockd(tmp_path):
                 for p in os.listdir("/proc")
                 if p.isdigit()
                 and int(p) != stranger.pid
-                and apply.process_name(int(p)) == "knockd"
+                and proc.process_name(int(p)) == "knockd"
                 and os.path.realpath(f"/proc/{p}/exe") == exe
             ]
             assert as_root == [] and stranger.poll() is None
@@ -428,7 +427,7 @@ def test_the_example_placeholder_is_refused_as_a_secret(tmp_path, monkeypatch, c
 
 
 def test_version(capsys):
-    from knockssh.version import VERSION
+    from rotator.version import VERSION
 
     with pytest.raises(SystemExit) as exit_:
         cli.main(["--version"])

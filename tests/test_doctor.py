@@ -163,8 +163,7 @@ def run_doctor(tmp_path, files, extra, path=None, stdout=subprocess.PIPE):
             target.write_bytes(content.encode("utf-8", "surrogateescape"))
             target.chmod(0o600)
     args = ["--config", str(tmp_path / "knockd.conf"), "--env-file", str(tmp_path / "rotator.env")]
-    if "pid" in files:
-        args += ["--pidfile", str(tmp_path / "knockd.pid")]
+    args += ["--pidfile", str(tmp_path / "knockd.pid")]  # never another knockd of this machine
     env = {**os.environ, "PYTHONPATH": ROOT, "PATH": path or os.environ["PATH"]}
     return subprocess.run(
         [*DOCTOR, *args, *extra], stdout=stdout, stderr=subprocess.PIPE, env=env, timeout=30

@@ -16,7 +16,7 @@ from helpers import ROOT
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rotator import scheme, server_setup
+from rotator import server_setup
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 and os.environ.get("CI") != "true",
@@ -100,7 +100,7 @@ def test_no_value_adds_a_line_to_the_script(service, interface, env_file, host):
         )
     except ValueError:
         assert (
-            scheme.service_problem(service)
+            server_setup.service_problem(service)
             or server_setup.interface_problem(interface)
             or server_setup.path_problem("/" + env_file)
         )

@@ -10,8 +10,10 @@ import pytest
 from helpers import ROOT
 
 from knockssh.cli import USAGE
-from knockssh.version import VERSION
-from rotator.cli import build_parser, check_parser, init_parser
+from rotator.commands.check import check_parser
+from rotator.commands.init import init_parser
+from rotator.commands.rotate import build_parser
+from rotator.version import VERSION
 
 MAN = os.path.join(ROOT, "man")
 PAGES = ["knockssh.1", "knockssh-ssh.1", "knockssh-rotator.8"]

@@ -241,7 +241,7 @@ def test_shlex_round_trip_of_our_literal():
 
 @pytest.mark.parametrize("name", ["ssh", "scp", "rsync"])
 def test_version_alone_is_ours(name):
-    from knockssh.version import VERSION
+    from rotator.version import VERSION
 
     code = f"import sys; from knockssh.wrappers import {name}_main; sys.exit({name}_main())"
     done = subprocess.run(

@@ -1,0 +1,80 @@
+"""``knockssh-rotator init``: the env file with a fresh secret (never over an
+existing one), and for this machine a shell script to read, then to run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from .. import files, server_setup
+from ..arguments import Out, Parser, path_arg, tcp_port, write_out
+from ..server_setup import service_problem
+from ..text import shown
+from .check import read_or_empty
+
+
+def init_parser() -> argparse.ArgumentParser:
+    p = Parser(
+        prog="knockssh-rotator init",
+        description="Write the env file with a fresh secret (never over an existing one) "
+        "and print, for this machine, a shell script that writes knockd.conf, sets the "
+        "firewall and starts the units: read it, then run it (init | sh).",
+    )
+    p.add_argument(
+        "--env-file", type=path_arg, default=server_setup.ENV_FILE, help="default %(default)s"
+    )
+    p.add_argument("--interface", help="knockd's interface (default: the default route's)")
+    p.add_argument("--port", type=tcp_port, help="sshd's port (default: from sshd_config, else 22)")
+    p.add_argument(
+        "--firewall", choices=server_setup.FIREWALLS, help="default: iptables if present"
+    )
+    p.add_argument("--service", default="ssh", help="the rotator section's name (default ssh)")
+    p.add_argument("--show-secret", action="store_true", help="print the secret (stdout only)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    import secrets
+    import shutil
+
+    args = init_parser().parse_args(argv)
+    out = Out(False, False)
+    interface = args.interface or server_setup.default_route_interface(
+        read_or_empty("/proc/net/route")
+    )
+    if not interface:
+        out.error("no default route to take knockd's interface from: give --interface")
+        return 1
+    problems = [
+        ("--service", args.service, service_problem(args.service)),
+        ("--interface", interface, server_setup.interface_problem(interface)),
+        ("--env-file", args.env_file, server_setup.path_problem(args.env_file)),
+    ]
+    for option, value, problem in problems:
+        if problem:
+            out.error(f"{option} {shown(value, 40)}: {problem}")
+            return 2 if option != "--interface" or args.interface else 1
+    port = args.port or server_setup.sshd_port(read_or_empty("/etc/ssh/sshd_config"))
+    firewall = args.firewall or ("iptables" if shutil.which("iptables") else "nftables")
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "units")
+    units = {name: _unit(os.path.join(here, name)) for name in server_setup.UNITS}
+    script = server_setup.setup_script(
+        interface, port, firewall, args.service, args.env_file, os.uname().nodename, units
+    )
+    secret = secrets.token_hex(32)
+    try:
+        files.private_directory(os.path.dirname(args.env_file))
+        files.create_private(args.env_file, server_setup.env_file_text(secret).encode())
+    except FileExistsError:
+        out.error(f"{args.env_file} exists: left as it was (remove it to start over)")
+        return 1
+    except OSError as exc:
+        out.error(f"{args.env_file}: cannot write: {exc.strerror}")
+        return 1
+    text = script + (f"# secret: {secret}\n" if args.show_secret else "")
+    return write_out(text, out)
+
+
+def _unit(path: str) -> str:
+    with open(path, encoding="utf-8") as f:  # shipped with the package
+        return f.read()

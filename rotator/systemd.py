@@ -1,0 +1,77 @@
+"""systemd: reloading knockd's unit, asking about units, and scheduling the
+rotator's own next runs."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+
+from .errors import RotatorError
+from .knockd import Reloader
+from .proc import pid_alive
+
+
+class SystemdReloader(Reloader):
+    """``systemctl reload`` (Debian's unit: ExecReload=kill -HUP $MAINPID)."""
+
+    def __init__(self, unit: str) -> None:
+        self.unit = unit
+        self.pid = self._main_pid()
+        if not self.pid:
+            raise RotatorError(f"{unit} is not running")
+
+    def _systemctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(
+                ["systemctl", *args], capture_output=True, text=True, check=False, timeout=60
+            )
+        except FileNotFoundError:
+            raise RotatorError(
+                "systemctl not found: reload knockd with --pidfile PATH, or use --no-reload"
+            ) from None
+        except subprocess.TimeoutExpired:
+            raise RotatorError(f"systemctl {' '.join(args)}: no answer within 60 s") from None
+
+    def _main_pid(self) -> int:
+        out = self._systemctl("show", "--property=MainPID", "--value", self.unit).stdout
+        return int(out) if out.strip().isdigit() else 0
+
+    def reload(self) -> None:
+        done = self._systemctl("reload", self.unit)
+        if done.returncode != 0:
+            raise RotatorError(f"systemctl reload {self.unit} failed: {done.stderr.strip()}")
+
+    def alive(self) -> bool:
+        return self._main_pid() == self.pid and pid_alive(self.pid)
+
+    def restart(self) -> None:
+        self._systemctl("restart", self.unit)
+        self.pid = self._main_pid()
+
+
+def schedule_run(at: int, now: float, unit: str) -> list[str]:
+    """A one-off run of our own service at ``at`` (no secret on any command line:
+    the service reads it from its EnvironmentFile or credential). It fires at the
+    boundary or up to 0.1 s after, never before: in milliseconds, rounded up."""
+    delay_ms = max(1, math.ceil((at - now) * 1000))
+    return [
+        "systemd-run",
+        f"--on-active={delay_ms}ms",
+        f"--unit=knockssh-rotator-at-{at}",
+        "--timer-property=AccuracySec=100ms",
+        f"--description=knockssh-rotator run at {at}",
+        "systemctl",
+        "start",
+        unit,
+    ]
+
+
+def under_systemd() -> bool:
+    return os.path.isdir("/run/systemd/system")
+
+
+def schedule(at: int, now: float, unit: str) -> tuple[bool, str]:
+    """Start ``unit`` at ``at`` with systemd-run: whether it worked, and its stderr."""
+    done = subprocess.run(schedule_run(at, now, unit), capture_output=True, text=True, check=False)
+    return done.returncode == 0, done.stderr.strip()
