@@ -16,6 +16,7 @@ import os
 import stat
 
 from rotator import files, scheme, server_setup
+from rotator.secret import read_secret
 
 from . import mapping
 from .errors import KnocksshError
@@ -45,21 +46,10 @@ def _escaped(c: str) -> str:
 
 
 def checked_secret(data: bytes, source: str) -> str:
-    """The secret as read: one line of text (its newline, and a CR before it,
-    dropped), refused as the scheme refuses it, naming ``source``."""
+    """The secret as read by the one rule of both ends (``rotator.secret``), refused
+    as the scheme refuses it, naming ``source``."""
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise KnocksshError(f"{source}: the secret is not valid UTF-8 text") from None
-    secret = text[:-1] if text.endswith("\n") else text
-    secret = secret[:-1] if secret.endswith("\r") else secret
-    if not secret.strip():
-        raise KnocksshError(f"{source}: the secret is empty or blank")
-    if "\n" in secret or "\r" in secret:
-        raise KnocksshError(f"{source}: the secret must be one line")
-    if not secret.isprintable():
-        raise KnocksshError(f"{source}: the secret holds a control character (a NUL, a tab...)")
-    try:
+        secret = read_secret(data, source)
         ports = scheme.parse_port_spec(scheme.DEFAULTS["PORTS"])
         scheme.validate(scheme.Settings(secret, ports=ports), {"secret": source})
     except scheme.SchemeError as exc:

@@ -19,15 +19,15 @@ ENV_SECRET = "KNOCKD_ROTATOR_SECRET"
 
 
 def resolve(entry: HostEntry, env: Mapping[str, str]) -> str:
-    """The entry's secret, from the one source it names; an empty or blank secret is
-    refused, naming that source (a scheme error about a missing secret would not)."""
-    source, secret = _read(entry, env)
-    if not secret.strip():
-        raise KnocksshError(f"{entry.label}: {source}: the secret is empty or blank")
+    """The entry's secret, from the one source it names, read by the one rule both
+    ends keep (``rotator.secret``); refused naming that source."""
+    from rotator.secret import read_secret
+
+    source, raw = _read(entry, env)
     try:
-        scheme.utf8(secret, "the secret")
+        secret = read_secret(raw, source)
     except scheme.SchemeError as exc:
-        raise KnocksshError(f"{entry.label}: {source}: {exc}") from None
+        raise KnocksshError(f"{entry.label}: {exc}") from None
     if len(secret) < scheme.MIN_SECRET_CHARS:
         raise KnocksshError(
             f"{entry.label}: {source}: the secret must be at least "
@@ -36,7 +36,7 @@ def resolve(entry: HostEntry, env: Mapping[str, str]) -> str:
     return secret
 
 
-def _read(entry: HostEntry, env: Mapping[str, str]) -> tuple[str, str]:
+def _read(entry: HostEntry, env: Mapping[str, str]) -> tuple[str, bytes | str]:
     if entry.secret is not None:
         return "secret", entry.secret
     if entry.secret_file is not None:
@@ -58,26 +58,24 @@ def _read(entry: HostEntry, env: Mapping[str, str]) -> tuple[str, str]:
     )
 
 
-def _strip_newline(text: str) -> str:
-    return text[:-1] if text.endswith("\n") else text
+SECRET_FILE_LIMIT = 64 * 1024  # bytes
 
 
-def _from_file(entry: HostEntry, path: str) -> str:
+def _from_file(entry: HostEntry, path: str) -> bytes:
+    from rotator.files import read_regular
+
     try:
-        with open(path, encoding="utf-8") as f:
-            refuse_if_exposed(path, os.fstat(f.fileno()).st_mode)
-            text = f.read()
+        data, st = read_regular(path, SECRET_FILE_LIMIT)  # a FIFO is refused, not waited on
     except OSError as exc:
         raise KnocksshError(f"{entry.label}: secret_file {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise KnocksshError(f"{entry.label}: secret_file {path}: not UTF-8 text") from None
-    return _strip_newline(_strip_newline(text).rstrip("\r"))
+    refuse_if_exposed(path, st.st_mode)
+    return data
 
 
 COMMAND_TIMEOUT = 60.0  # seconds at most; never longer than the entry's connect_timeout
 
 
-def _from_command(entry: HostEntry, argv: list[str]) -> str:
+def _from_command(entry: HostEntry, argv: list[str]) -> bytes:
     """The first line ``argv`` prints. It runs in a process group of its own, so that
     at the time limit the whole group goes: a child it left behind would otherwise
     keep our stderr open (``... 2>&1 | cat`` would hang) and run on."""
@@ -113,8 +111,4 @@ def _from_command(entry: HostEntry, argv: list[str]) -> str:
         raise KnocksshError(f"{where}: no answer within {limit:g}s (the command was stopped)")
     if proc.returncode != 0:
         raise KnocksshError(f"{where} exited with status {proc.returncode}")
-    try:
-        text = out.decode("utf-8")
-    except UnicodeDecodeError:
-        raise KnocksshError(f"{where}: printed text that is not UTF-8") from None
-    return text.splitlines()[0] if text else ""
+    return bytes(out).lstrip(b"\r\n").split(b"\n", 1)[0]  # its first line (pass: then notes)

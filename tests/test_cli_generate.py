@@ -134,7 +134,7 @@ def _bytes_argv(*words):
         (
             [b"generate", b"ssh"],
             {b"KNOCKD_ROTATOR_SECRET": b"abcdefghijkl\xff"},
-            b"KNOCKD_ROTATOR_SECRET is not valid UTF-8 text",
+            b"KNOCKD_ROTATOR_SECRET: the secret is not valid UTF-8 text",
         ),
         (
             [b"generate", b"ssh"],

@@ -10,7 +10,7 @@ import subprocess
 import time
 from collections.abc import Mapping
 
-from .. import conffile, systemd
+from .. import conffile, files, systemd
 from ..arguments import DEFAULT_CONFIG, Out, Parser, path_arg, seconds, unix_seconds
 from ..errors import RotatorError
 from ..knockd import Reloader, logfile_of, reload_and_verify, reloader_for
@@ -25,6 +25,7 @@ from ..scheme import (
     validate,
     whole_number,
 )
+from ..secret import read_secret
 from ..text import shown
 from ..version import VERSION
 
@@ -103,21 +104,23 @@ CREDENTIAL = "secret"  # LoadCredential=secret:/etc/knockssh/secret
 def environment(env: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
     """The settings' environment, and where the secret came from: the variable, else
     the systemd credential ``secret`` ($CREDENTIALS_DIRECTORY/secret: only this
-    service's processes can read it, and it is in no environment)."""
+    service's processes can read it, and it is in no environment). Either is read
+    by the one rule both ends keep (``rotator.secret``)."""
     values, named = dict(env), dict(ENV_NAMES)
+    variable = ENV_NAMES["secret"]
     directory = env.get("CREDENTIALS_DIRECTORY")
-    if not env.get(ENV_NAMES["secret"]) and directory:
+    if env.get(variable):
+        values[variable] = read_secret(env[variable], variable)
+    elif directory:
         path = os.path.join(directory, CREDENTIAL)
         try:
-            with open(path, "rb") as f:
-                data = f.read()
+            data, _ = files.read_regular(path, 64 * 1024)
         except FileNotFoundError:
             return values, named
         except OSError as exc:
             raise RotatorError(f"{path}: cannot read: {exc.strerror}") from None
-        text = data.decode("utf-8", errors="surrogateescape").rstrip("\r\n")
-        values[ENV_NAMES["secret"]] = utf8(text, f"credential {path}")
         named["secret"] = f"credential {path}"
+        values[variable] = read_secret(data, named["secret"])
     return values, named
 
 
