@@ -49,58 +49,80 @@ def _door(firewall: str, port: int, six: bool) -> tuple[str, str]:
     """A door's start and stop commands: the start is idempotent (a second knock
     while the door is open adds no second rule), both act on %IP% only."""
     if firewall == "nftables":
-        element = f"inet knock {'allowed6' if six else 'allowed'} {{ %IP% }}"
+        element = f"inet {NFT_TABLE} {'allowed6' if six else 'allowed'} {{ %IP% }}"
         return f"/usr/sbin/nft add element {element}", f"/usr/sbin/nft delete element {element}"
     tool = "/usr/sbin/ip6tables" if six else "/usr/sbin/iptables"
     rule = f"INPUT -s %IP% -p tcp --dport {port} -j ACCEPT"
     return f"{tool} -C {rule} || {tool} -I {rule}", f"{tool} -D {rule}"
 
 
-def knockd_conf_text(interface: str, port: int, firewall: str, service: str = "ssh") -> str:
+NFT_TABLE = "knock"
+
+
+def knockd_conf_text(
+    interface: str,
+    port: int,
+    firewall: str,
+    service: str = "ssh",
+    *,
+    log_file: str | None = None,
+    pid_file: str | None = None,
+    seq_timeout: int = 10,
+    cmd_timeout: int = 30,
+) -> str:
     """A knockd.conf with one rotator door for ``port``; the sequence is a placeholder
-    the first rotation replaces."""
+    the first rotation replaces. Logged to syslog unless ``log_file`` is given (the
+    lab reads knockd's log; a server's journal has it)."""
     start, stop = _door(firewall, port, six=False)
     start6, stop6 = _door(firewall, port, six=True)
+    logging = f"LogFile   = {log_file}" if log_file else "UseSyslog"
+    pid = f"\n    PidFile   = {pid_file}" if pid_file else ""
     return f"""\
 [options]
-    UseSyslog
+    {logging}{pid}
     Interface = {interface}
 
 [{service}_ROTATOR]
     sequence      = 2000:tcp,2001:tcp,2002:tcp,2003:tcp,2004:tcp
-    seq_timeout   = 10
+    seq_timeout   = {seq_timeout}
     tcpflags      = syn
     start_command = {start}
-    cmd_timeout   = 30
+    cmd_timeout   = {cmd_timeout}
     stop_command  = {stop}
     start_command_6 = {start6}
     stop_command_6  = {stop6}
 """
 
 
-def firewall_commands(port: int, firewall: str) -> list[str]:
+def firewall_rules(port: int, firewall: str) -> list[str]:
     """Keep established sessions, drop new ones to ``port`` unless a door admits
-    them; IPv4 and IPv6 alike, and saved so that they come back at boot."""
+    them; IPv4 and IPv6 alike. Shell commands, each safe to run twice."""
     if firewall == "nftables":
         table = (
-            "table inet knock { set allowed { type ipv4_addr; } set allowed6 { type ipv6_addr; } "
+            f"table inet {NFT_TABLE} {{ set allowed {{ type ipv4_addr; }} "
+            "set allowed6 { type ipv6_addr; } "
             "chain input { type filter hook input priority 0; policy accept; "
             "ct state established,related accept; "
             f"ip saddr @allowed tcp dport {port} accept; "
             f"ip6 saddr @allowed6 tcp dport {port} accept; tcp dport {port} drop; }} }}"
         )
-        return [
-            f"nft -f - <<'EOF'\n{table}\nEOF",
-            "nft list ruleset > /etc/nftables.conf && systemctl enable nftables.service",
-        ]
+        return [f"nft -f - <<'EOF'\n{table}\nEOF"]
     commands = []
     for tool in ("iptables", "ip6tables"):
         established = "INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"
         drop = f"INPUT -p tcp --dport {port} -j DROP"
         commands.append(f"{tool} -C {established} 2>/dev/null || {tool} -I {established}")
         commands.append(f"{tool} -C {drop} 2>/dev/null || {tool} -A {drop}")
-    commands.append("netfilter-persistent save")
     return commands
+
+
+def firewall_commands(port: int, firewall: str) -> list[str]:
+    """The rules, then saved so that they come back at boot."""
+    if firewall == "nftables":
+        save = "nft list ruleset > /etc/nftables.conf && systemctl enable nftables.service"
+    else:
+        save = "netfilter-persistent save"
+    return [*firewall_rules(port, firewall), save]
 
 
 IFNAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")

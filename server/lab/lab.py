@@ -33,6 +33,10 @@ import time
 import container
 import systemd_host
 
+if __package__ is None or __package__ == "":  # run as a script: the checkout's rotator
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from rotator import server_setup  # the lab runs what knockssh-rotator init ships
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -129,8 +133,9 @@ def write_private(path: str, text: str, exclusive: bool = True) -> None:
 
 
 class Firewall:
-    """The server's firewall: drop new ssh, keep established sessions, let a knock
-    add the knocker's address for cmd_timeout (one rule or set element per family)."""
+    """The server's firewall as ``knockssh-rotator init`` sets it up (its rules and
+    knockd's start/stop commands come from ``rotator.server_setup``), and what the
+    tests observe of it: is an address admitted, close every door."""
 
     name = ""
 
@@ -138,11 +143,8 @@ class Firewall:
         self.ns = ns
 
     def install(self) -> None:
-        raise NotImplementedError
-
-    def commands(self) -> dict[str, str]:
-        """knockd's start/stop commands, for IPv4 and IPv6 knockers."""
-        raise NotImplementedError
+        for command in server_setup.firewall_rules(SSH_PORT, self.name):
+            run(["sh", "-c", command], ns=self.ns)
 
     def admits(self, address: str) -> bool:
         """Is a rule admitting ``address`` to sshd in place now?"""
@@ -163,23 +165,6 @@ class Iptables(Firewall):
     def _rule(self, source: str) -> list[str]:
         return ["INPUT", "-s", source, "-p", "tcp", "--dport", str(SSH_PORT), "-j", "ACCEPT"]
 
-    def install(self) -> None:
-        for tool in self.TOOLS.values():
-            established = ["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"]
-            run([tool, "-A", "INPUT", *established], ns=self.ns)
-            run(
-                [tool, "-A", "INPUT", "-p", "tcp", "--dport", str(SSH_PORT), "-j", "DROP"],
-                ns=self.ns,
-            )
-
-    def commands(self) -> dict[str, str]:
-        found = {}
-        for family, suffix in ((4, ""), (6, "_6")):
-            tool, rule = self.TOOLS[family], " ".join(self._rule("%IP%"))
-            found[f"start_command{suffix}"] = f"{tool} -C {rule} || {tool} -I {rule}"
-            found[f"stop_command{suffix}"] = f"{tool} -D {rule}"
-        return found
-
     def admits(self, address: str) -> bool:
         six = ":" in address
         out = run([self.TOOLS[6 if six else 4], "-S", "INPUT"], ns=self.ns).stdout
@@ -193,31 +178,7 @@ class Iptables(Firewall):
 
 class Nftables(Firewall):
     name = "nftables"
-    TABLE = "knocklab"
-
-    def install(self) -> None:
-        rules = f"""
-table inet {self.TABLE} {{
-    set allowed {{ type ipv4_addr; }}
-    set allowed6 {{ type ipv6_addr; }}
-    chain input {{
-        type filter hook input priority 0; policy accept;
-        ct state established,related accept
-        ip saddr @allowed tcp dport {SSH_PORT} accept
-        ip6 saddr @allowed6 tcp dport {SSH_PORT} accept
-        tcp dport {SSH_PORT} drop
-    }}
-}}
-"""
-        run(["nft", "-f", "-"], ns=self.ns, input=rules)
-
-    def commands(self) -> dict[str, str]:
-        found = {}
-        for suffix, nft_set in (("", "allowed"), ("_6", "allowed6")):
-            element = f"inet {self.TABLE} {nft_set} {{ %IP% }}"
-            found[f"start_command{suffix}"] = f"nft add element {element}"
-            found[f"stop_command{suffix}"] = f"nft delete element {element}"
-        return found
+    TABLE = server_setup.NFT_TABLE
 
     def admits(self, address: str) -> bool:
         nft_set = "allowed6" if ":" in address else "allowed"
@@ -235,21 +196,19 @@ FIREWALLS: dict[str, type[Firewall]] = {f.name: f for f in (Iptables, Nftables)}
 # -- configuration files ---------------------------------------------------------
 
 
-def knockd_conf(lab: Lab, commands: dict[str, str]) -> str:
-    lines = "".join(f"    {key:<15} = {value}\n" for key, value in commands.items())
-    return f"""\
-[options]
-    LogFile   = {lab.knockd_log}
-    PidFile   = {lab.knockd_pidfile}
-    Interface = {lab.server_if}
-
-# kept current by knockssh-rotator
-[{SERVICE}_ROTATOR]
-    sequence      = 1:tcp
-    seq_timeout   = 5
-    tcpflags      = syn
-    cmd_timeout   = {lab.cmd_timeout}
-{lines}"""
+def knockd_conf(lab: Lab) -> str:
+    """What init writes (its door commands, its firewall's), with the lab's log and
+    pidfile (the tests read both) and its short timeouts."""
+    return server_setup.knockd_conf_text(
+        lab.server_if,
+        SSH_PORT,
+        lab.firewall().name,
+        SERVICE,
+        log_file=lab.knockd_log,
+        pid_file=lab.knockd_pidfile,
+        seq_timeout=5,
+        cmd_timeout=lab.cmd_timeout,
+    )
 
 
 def sshd_config(lab: Lab) -> str:
@@ -650,7 +609,7 @@ class Lab:
             f.write(ETC_HOSTS)
         secret_path = self.path("secret")
         write_private(secret_path, secrets.token_hex(32) + "\n")
-        write_private(self.knockd_conf, knockd_conf(self, self.firewall().commands()))
+        write_private(self.knockd_conf, knockd_conf(self))
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", self.path("host_key")])
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", self.path("client_key")])
         shutil.copy(self.path("client_key.pub"), self.path("authorized_keys"))
