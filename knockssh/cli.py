@@ -132,11 +132,11 @@ def _is_utf8(text: str) -> bool:  # not scheme.utf8: an unmapped host never load
     return True
 
 
-def _level(opts: dict[str, object]) -> int:
+def _level(opts: dict[str, str]) -> int:
     return QUIET if opts.get("quiet") else VERBOSE if opts.get("verbose") else NORMAL
 
 
-def _family(opts: dict[str, object]) -> int:
+def _family(opts: dict[str, str]) -> int:
     from .net import AF_INET, AF_INET6
 
     if opts.get("ipv4") and opts.get("ipv6"):
@@ -144,7 +144,7 @@ def _family(opts: dict[str, object]) -> int:
     return AF_INET if opts.get("ipv4") else AF_INET6 if opts.get("ipv6") else 0
 
 
-def _offset(opts: dict[str, object]) -> int | None:
+def _offset(opts: dict[str, str]) -> int | None:
     return None if opts.get("offset") is None else integer(opts["offset"], "--offset", -1000, 1000)
 
 
@@ -168,7 +168,7 @@ def _proxy(args: list[str], log: Log) -> int:
     sock = open_connection(
         host,
         port,
-        config=opts.get("config"),  # type: ignore[arg-type]
+        config=opts.get("config"),
         family=_family(opts),
         offset=_offset(opts),
         log=log,
@@ -217,7 +217,7 @@ def _generate(args: list[str], log: Log) -> int:
     return 0
 
 
-def _instant(opts: dict[str, object]) -> float:
+def _instant(opts: dict[str, str]) -> float:
     import time
 
     return time.time() if opts.get("at") is None else integer(opts["at"], "--at", 0, 10**11)
@@ -237,7 +237,7 @@ def _knock(args: list[str], log: Log) -> int:
     from . import mapping
     from .client import Knocker
 
-    entry = mapping.load(opts.get("config"), os.environ).lookup(host)  # type: ignore[arg-type]
+    entry = mapping.load(opts.get("config"), os.environ).lookup(host)
     if service:
         entry = (
             entry.with_service(str(service))
@@ -274,7 +274,7 @@ def _add(args: list[str], log: Log) -> int:
         source = str(opts["secret_file"])
         data = add.read_secret_file(source)
     secret = add.checked_secret(data, source)
-    path, stored = add.add(host, service, secret, opts.get("config"), os.environ)  # type: ignore[arg-type]
+    path, stored = add.add(host, service, secret, opts.get("config"), os.environ)
     out = [
         f"added {host} (service {service}) to {printable(path)}; "
         f"its secret is in {printable(stored)} (0600)"
@@ -309,7 +309,7 @@ def _check(args: list[str], log: Log) -> int:
         raise UsageError("usage: knockssh check [HOST]")
     from .check import report
 
-    text, ok = report(opts.get("config"), positionals[0] if positionals else None, _instant(opts))  # type: ignore[arg-type]
+    text, ok = report(opts.get("config"), positionals[0] if positionals else None, _instant(opts))
     _write_out("\n".join(printable(line) for line in text.split("\n")))
     return 0 if ok else 1
 
@@ -320,14 +320,15 @@ def _check(args: list[str], log: Log) -> int:
 
 def parse(
     args: list[str], flags: dict[str, str], options: dict[str, str]
-) -> tuple[dict[str, object], list[str]]:
+) -> tuple[dict[str, str], list[str]]:
     """Split ``args`` into options and positionals.
 
     ``flags`` and ``options`` map every spelling (``-v``, ``--verbose``) to a key;
-    flags count their occurrences, options take a value (``--x V`` or ``--x=V``).
+    flags count their occurrences (as text: every value is a str), options take a
+    value (``--x V`` or ``--x=V``).
     ``--`` ends option parsing; a lone ``-`` is a positional.
     """
-    found: dict[str, object] = {}
+    found: dict[str, str] = {}
     positionals: list[str] = []
     it = iter(args)
     for arg in it:
@@ -340,19 +341,20 @@ def parse(
         name, eq, value = arg.partition("=")
         if name in flags and not eq:
             key = flags[name]
-            found[key] = int(found.get(key, 0)) + 1  # type: ignore[call-overload]
+            found[key] = str(int(found.get(key, "0")) + 1)
         elif name in options:
             if not eq:
-                value = next(it, None)  # type: ignore[assignment]
-                if value is None:
+                following = next(it, None)
+                if following is None:
                     raise UsageError(f"option {name} needs a value")
+                value = following
             if not value:
                 raise UsageError(f"option {name}: the value is empty")
             found[options[name]] = value
         elif len(arg) > 2 and arg[1] != "-" and all("-" + c in flags for c in arg[1:]):
             for c in arg[1:]:  # bundled short flags: -vv
                 key = flags["-" + c]
-                found[key] = int(found.get(key, 0)) + 1  # type: ignore[call-overload]
+                found[key] = str(int(found.get(key, "0")) + 1)
         else:
             raise UsageError(f"unknown option {name}")
     return found, positionals

@@ -14,10 +14,11 @@ from .errors import KnocksshError
 
 TYPE_CHECKING = False  # typing and tomllib cost more start-up time than all of knockssh
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from typing import Any
 
-TUNABLES = {  # key -> (types, check, description); the scheme's own limits (scheme.LIMITS)
+TUNABLES: dict[str, tuple[type | tuple[type, ...], Callable[[Any], bool], str]] = {
+    # key -> (types, check, description); the scheme's own limits are in scheme.validate
     "period": (int, lambda v: 1 <= v <= 10**9, "a whole number of seconds from 1 to 10**9"),
     "length": (int, lambda v: 5 <= v <= 32, "a whole number from 5 to 32"),
     "ports": (str, lambda v: True, 'a port list such as "2000-65536"'),
@@ -285,7 +286,7 @@ def _check_values(table: Mapping[str, Any], allowed: set[str], where: str) -> No
             raise KnocksshError(f"{where}: unknown key {key!r}")
         if key in TUNABLES:
             types, ok, wanted = TUNABLES[key]
-            if isinstance(value, bool) or not isinstance(value, types) or not ok(value):  # type: ignore[arg-type, no-untyped-call]
+            if isinstance(value, bool) or not isinstance(value, types) or not ok(value):
                 raise KnocksshError(f"{where}: key {key!r} must be {wanted}")
         elif key == "secret_command":
             if not (isinstance(value, list) and value and all(isinstance(a, str) for a in value)):

@@ -84,17 +84,16 @@ def _from_command(entry: HostEntry, argv: list[str]) -> bytes:
     import sys
 
     limit = min(COMMAND_TIMEOUT, entry.connect_timeout)
-    group: dict[str, object] = (
-        {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
-    )
     where = f"{entry.label}: secret_command {argv[0]}"
     try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            **group,  # type: ignore[call-overload]
-        )
+        if sys.version_info >= (3, 11):
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, process_group=0
+            )
+        else:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, preexec_fn=os.setpgrp
+            )
     except OSError as exc:
         raise KnocksshError(f"{where}: {exc.strerror}") from None
     try:
