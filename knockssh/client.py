@@ -207,10 +207,10 @@ class Knocker:
             self.log.step(f"waited for another knockssh knocking {target.knock_at[0]}", t)
             return lock, True
         since = lock.opened_since()
-        if since < plan.RECENTLY_OPENED:
+        first = plan.try_door_first(since)
+        if first:
             self.log.info(f"a knockssh got through {since:.1f}s ago: trying the door first")
-            return lock, True
-        return lock, False
+        return lock, first
 
     def knock_only(self, host: str, family: int, offset: int | None) -> plan.Attempt:
         """``knockssh knock``: one clear-and-knock of one period at the first address,
@@ -243,7 +243,23 @@ class Knocker:
             if sock is not None:
                 return sock
             ends.append((target, how))
-        raise KnocksshError(self._failure(host, port, timeout, tries, period, at, ends))
+        entry = self.entry
+        raise KnocksshError(
+            plan.failure_message(
+                plan.Failure(
+                    f"{host} port {port}",
+                    port,
+                    timeout,
+                    f"service {entry.service}" if entry.service else "static sequence",
+                    ", ".join(a.label for a in tries),
+                    [(str(t.sockaddr[0]), how) for t, how in ends],
+                    period,
+                    at,
+                    entry.clock_skew,
+                    entry.label,
+                )
+            )
+        )
 
     def _one_address(
         self, target: Target, tries: list[plan.Attempt], clear: tuple[Knock, ...], budget: float
@@ -343,43 +359,3 @@ class Knocker:
             return None, plan.TIMED_OUT
         self.log.step(f"connected through {what} at {target.sockaddr[0]}", t)
         return sock, ""
-
-    def _failure(
-        self,
-        host: str,
-        port: int,
-        timeout: float,
-        tries: list[plan.Attempt],
-        period: int | None,
-        at: float,
-        ends: list[tuple[Target, str]],
-    ) -> str:
-        entry = self.entry
-        what = f"service {entry.service}" if entry.service else "static sequence"
-        periods = ", ".join(a.label for a in tries)
-        if ends and all(how == plan.REFUSED for _, how in ends):
-            where = ", ".join(str(t.sockaddr[0]) for t, _ in ends)
-            return (
-                f"{host} port {port}: connection refused at {where} after knocking {what} "
-                f"({periods}): the door opened but nothing listens on port {port}; is sshd "
-                f"running? ({entry.label})"
-            )
-        where = ", ".join(f"{t.sockaddr[0]} ({how})" for t, how in ends)
-        clock = ""
-        if period is not None:
-            near = plan.seconds_to_boundary(at, period)
-            if near <= entry.clock_skew:
-                clock = (
-                    f"a period boundary is {near:.0f}s away, so a clock off by that much "
-                    f"could be the cause (compare date -u on both sides); "
-                )
-            else:
-                clock = (
-                    f"the nearest period boundary is {near:.0f}s away, so only a clock off "
-                    f"by more than that could be the cause (date -u); "
-                )
-        return (
-            f"{host} port {port}: no connection within {timeout:g}s after knocking {what} "
-            f"({periods}) at {where}; {clock}check the secret, that knockd listens on the "
-            f"server's interface, and the firewall rules ({entry.label})"
-        )

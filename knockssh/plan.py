@@ -289,3 +289,75 @@ def next_step(
     if left - pause - sending < MIN_STEP:
         return None
     return Step(KNOCK, index, pause, min(window(rnd, path), left - pause - sending), rnd, gap)
+
+
+def try_door_first(opened_since: float) -> bool:
+    """Try the door before knocking when a sibling got through it this recently (it
+    may still be open: knockd's door stays for cmd_timeout)."""
+    return opened_since < RECENTLY_OPENED
+
+
+class Failure:
+    """What a connect that gave up knows, for its one-line message."""
+
+    __slots__ = (
+        "at",
+        "ends",
+        "label",
+        "period",
+        "periods",
+        "port",
+        "skew",
+        "timeout",
+        "what",
+        "where",
+    )
+
+    def __init__(
+        self,
+        where: str,
+        port: int,
+        timeout: float,
+        what: str,
+        periods: str,
+        ends: list[tuple[str, str]],
+        period: int | None,
+        at: float,
+        skew: float,
+        label: str,
+    ) -> None:
+        self.where, self.port, self.timeout, self.what = where, port, timeout, what
+        self.periods, self.ends, self.period, self.at = periods, ends, period, at
+        self.skew, self.label = skew, label
+
+
+def failure_message(f: Failure) -> str:
+    """Why the connect failed, as far as can be told: refused everywhere means the
+    door opened and nothing listens; else the nearness of a period boundary says
+    whether a wrong clock could be the cause."""
+    if f.ends and all(how == REFUSED for _, how in f.ends):
+        addresses = ", ".join(address for address, _ in f.ends)
+        return (
+            f"{f.where}: connection refused at {addresses} after knocking {f.what} "
+            f"({f.periods}): the door opened but nothing listens on port {f.port}; is sshd "
+            f"running? ({f.label})"
+        )
+    addresses = ", ".join(f"{address} ({how})" for address, how in f.ends)
+    clock = ""
+    if f.period is not None:
+        near = seconds_to_boundary(f.at, f.period)
+        if near <= f.skew:
+            clock = (
+                f"a period boundary is {near:.0f}s away, so a clock off by that much "
+                f"could be the cause (compare date -u on both sides); "
+            )
+        else:
+            clock = (
+                f"the nearest period boundary is {near:.0f}s away, so only a clock off "
+                f"by more than that could be the cause (date -u); "
+            )
+    return (
+        f"{f.where}: no connection within {f.timeout:g}s after knocking {f.what} "
+        f"({f.periods}) at {addresses}; {clock}check the secret, that knockd listens on the "
+        f"server's interface, and the firewall rules ({f.label})"
+    )

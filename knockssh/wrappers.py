@@ -105,19 +105,25 @@ def ssh_config_of(ssh_args: Sequence[str], program: str = "ssh") -> dict[str, st
     return found
 
 
-def config_sets_proxy(ssh_args: Sequence[str], config: dict[str, str] | None = None) -> bool:
+def config_sets_proxy(ssh_args: Sequence[str], config: Mapping[str, str] | None = None) -> bool:
     """Does ssh_config already give the destination a proxy (``ssh -G``)?"""
     config = ssh_config_of(ssh_args) if config is None else config
     return any(config.get(key, "none").lower() not in ("", "none") for key in PROXY_KEYS)
 
 
-def ssh_argv(args: Sequence[str], exe: str | None = None, program: str = "ssh") -> list[str]:
-    """ssh with our ProxyCommand naming the final HostName and port (``ssh -G``) as
-    quoted literals. When ssh cannot read its configuration for these arguments it
-    would fail on them too: they then go to it unchanged, and it says why."""
-    if user_sets_proxy(args):
+def ssh_argv(
+    args: Sequence[str],
+    config: Mapping[str, str] | None,
+    exe: str | None = None,
+    program: str = "ssh",
+) -> list[str]:
+    """ssh with our ProxyCommand naming the final HostName and port of ``config``
+    (what ``ssh -G ARGS`` printed; None when not asked, as for a user's own proxy)
+    as quoted literals. Pure: the caller runs ``ssh -G``. When ssh cannot read its
+    configuration for these arguments ({}) it would fail on them too: they then go to
+    it unchanged, and it says why."""
+    if user_sets_proxy(args) or config is None:
         return [program, *args]
-    config = ssh_config_of(args, program)
     if config_sets_proxy(args, config):
         return [program, *args]
     host, port = config.get("hostname"), config.get("port")
@@ -261,7 +267,9 @@ def ssh_main() -> int:
     program = os.environ.get(SSH_PROGRAM) or "ssh"
     if os.path.basename(program) == "knockssh-ssh":  # never ourselves again
         program = "ssh"
-    return _run(ssh_argv(sys.argv[1:], program=program))
+    args = sys.argv[1:]
+    config = None if user_sets_proxy(args) else ssh_config_of(args, program)
+    return _run(ssh_argv(args, config, program=program))
 
 
 def scp_main() -> int:

@@ -266,3 +266,27 @@ def test_gives_up_when_the_time_is_spent():
 def test_a_short_timeout_still_knocks_once():
     steps = run(1, 0.2, [])
     assert len(steps) == 1 and steps[0].window == pytest.approx(0.2 - 10 * plan.FAST_SPACING)
+
+
+def test_the_door_is_tried_first_only_when_a_sibling_got_through_recently():
+    assert plan.try_door_first(0.0) and plan.try_door_first(plan.RECENTLY_OPENED - 0.01)
+    assert not plan.try_door_first(plan.RECENTLY_OPENED)
+    assert not plan.try_door_first(float("inf"))  # nobody ever did
+
+
+def failure(ends, at=1_700_000_000.0, period=21600, skew=300.0):
+    return plan.Failure(
+        "h port 22", 22, 10.0, "service ssh", "period 1", ends, period, at, skew, "host entry 1"
+    )
+
+
+def test_a_failure_says_what_can_be_told_of_its_cause():
+    refused = plan.failure_message(failure([("192.0.2.1", plan.REFUSED)]))
+    assert "connection refused at 192.0.2.1" in refused and "nothing listens on port 22" in refused
+    start = 1_700_000_000 // 21600 * 21600
+    near = plan.failure_message(failure([("192.0.2.1", "timed out")], at=start + 100))
+    assert "a period boundary is 100s away, so a clock off by that much" in near
+    far = plan.failure_message(failure([("192.0.2.1", "timed out")], at=start + 5000))
+    assert "only a clock off by more than that" in far
+    static = plan.failure_message(failure([("192.0.2.1", "timed out")], period=None))
+    assert "clock" not in static and "check the secret" in static

@@ -44,20 +44,18 @@ def test_proxy_command_survives_the_shell(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
-def test_ssh_args_pass_through_untouched(monkeypatch):
-    monkeypatch.setattr(wrappers, "ssh_config_of", lambda args, program: CONFIG)
+def test_ssh_args_pass_through_untouched():
     args = ["-p", "2200", "host", "echo", "a b", "$(x)", "--", "-q"]
-    argv = wrappers.ssh_argv(args, "/usr/bin/knockssh")
+    argv = wrappers.ssh_argv(args, CONFIG, "/usr/bin/knockssh")
     assert argv == ["ssh", "-o", "ProxyCommand=/usr/bin/knockssh -- h.example 2200", *args]
 
 
 CONFIG = {"hostname": "h.example", "port": "2200"}
 
 
-def test_unreadable_ssh_config_goes_to_ssh_unchanged(monkeypatch):
+def test_unreadable_ssh_config_goes_to_ssh_unchanged():
     """ssh -G failing means ssh fails on the same arguments: it says why, not us."""
-    monkeypatch.setattr(wrappers, "ssh_config_of", lambda args, program: {})
-    assert wrappers.ssh_argv(["-Z", "h"], "/k") == ["ssh", "-Z", "h"]
+    assert wrappers.ssh_argv(["-Z", "h"], {}, "/k") == ["ssh", "-Z", "h"]
 
 
 @pytest.mark.parametrize(
@@ -77,9 +75,8 @@ def test_unreadable_ssh_config_goes_to_ssh_unchanged(monkeypatch):
         ["-C", "-o", "proxycommand=nc %h %p", "h"],
     ],
 )
-def test_users_proxy_wins(args, monkeypatch):
-    monkeypatch.setattr(wrappers, "ssh_config_of", lambda a, program: CONFIG)
-    assert wrappers.ssh_argv(args, "/k") == ["ssh", *args]
+def test_users_proxy_wins(args):
+    assert wrappers.ssh_argv(args, CONFIG, "/k") == ["ssh", *args]
     assert wrappers.scp_argv(args, "/kssh") == (["scp", *args], {})
     rsh = "ssh " + " ".join(wrappers.rsync_quote(a) for a in args[:-1])
     assert wrappers.rsync_argv(["-e", rsh, "s", "h:d"], {}, "/kssh")[0][2] == rsh
@@ -117,7 +114,8 @@ def test_a_hostname_from_ssh_config_never_reaches_the_shell_as_code(tmp_path):
     """ssh checks command-line host names, not HostName from ssh_config: knockssh-ssh
     puts the final HostName (ssh -G) in as a quoted literal, never as '%h'."""
     cfg = evil_config(tmp_path)
-    argv = wrappers.ssh_argv(["-F", str(cfg), "target"], "/usr/bin/knockssh")
+    args = ["-F", str(cfg), "target"]
+    argv = wrappers.ssh_argv(args, wrappers.ssh_config_of(args), "/usr/bin/knockssh")
     proxy = argv[2].removeprefix("ProxyCommand=")
     assert "%h" not in proxy and argv[3:] == ["-F", str(cfg), "target"]
     printed = through_the_shell(expand(proxy, "unused", "unused"), tmp_path)
