@@ -11,7 +11,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, step: float = 0.02) -> bool:
+def wait_for(condition: Callable[[], object], timeout: float, step: float = 0.02) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` seconds pass (it is asked once
+    more at the deadline); whether it held. The one wait of the rotator, the lab and
+    the tests."""
     deadline = time.monotonic() + timeout
     while True:
         if condition():

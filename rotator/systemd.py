@@ -10,6 +10,7 @@ import subprocess
 from .errors import RotatorError
 from .knockd import Reloader
 from .proc import pid_alive
+from .scheme import whole_number
 
 
 class SystemdReloader(Reloader):
@@ -22,20 +23,10 @@ class SystemdReloader(Reloader):
             raise RotatorError(f"{unit} is not running")
 
     def _systemctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        try:
-            return subprocess.run(
-                ["systemctl", *args], capture_output=True, text=True, check=False, timeout=60
-            )
-        except FileNotFoundError:
-            raise RotatorError(
-                "systemctl not found: reload knockd with --pidfile PATH, or use --no-reload"
-            ) from None
-        except subprocess.TimeoutExpired:
-            raise RotatorError(f"systemctl {' '.join(args)}: no answer within 60 s") from None
+        return systemctl(*args)
 
     def _main_pid(self) -> int:
-        out = self._systemctl("show", "--property=MainPID", "--value", self.unit).stdout
-        return int(out) if out.strip().isdigit() else 0
+        return main_pid(self.unit)
 
     def reload(self) -> None:
         done = self._systemctl("reload", self.unit)
@@ -48,6 +39,26 @@ class SystemdReloader(Reloader):
     def restart(self) -> None:
         self._systemctl("restart", self.unit)
         self.pid = self._main_pid()
+
+
+def systemctl(*args: str) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            ["systemctl", *args], capture_output=True, text=True, check=False, timeout=60
+        )
+    except FileNotFoundError:
+        raise RotatorError(
+            "systemctl not found: reload knockd with --pidfile PATH, or use --no-reload"
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise RotatorError(f"systemctl {' '.join(args)}: no answer within 60 s") from None
+
+
+def main_pid(unit: str) -> int:
+    """The unit's main process, 0 when it has none (or systemctl cannot tell)."""
+    out = systemctl("show", "--property=MainPID", "--value", unit).stdout.strip()
+    pid = whole_number(out)
+    return pid if pid is not None and pid > 0 else 0
 
 
 def schedule_run(at: int, now: float, unit: str) -> list[str]:

@@ -109,11 +109,14 @@ def gather(args: argparse.Namespace) -> doctor.Facts:
     )
 
 
-def _knockd_pid(args: argparse.Namespace, systemd: bool) -> int | None:
+def _knockd_pid(args: argparse.Namespace, under_systemd: bool) -> int | None:
     if args.pidfile:
         text = _read_file(args.pidfile)[0] or ""
-    elif systemd:
-        text = _output(["systemctl", "show", "-p", "MainPID", "--value", args.unit]) or ""
+    elif under_systemd:
+        try:
+            text = str(systemd.main_pid(args.unit))
+        except RotatorError:
+            text = ""
     else:
         text = str(next((p for p in proc.pids() if proc.process_name(p) == "knockd"), 0))
     pid = whole_number(text.strip()) or 0

@@ -28,7 +28,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import container
 import systemd_host
@@ -36,10 +35,11 @@ import systemd_host
 if __package__ is None or __package__ == "":  # run as a script: the checkout's rotator
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from rotator import server_setup  # the lab runs what knockssh-rotator init ships
+from rotator.proc import wait_for as wait_for  # the one wait, for the lab's users
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
     from typing import Any
 
 STATE_ROOT = "/run/knockssh-lab"
@@ -809,16 +809,6 @@ def _kill_pidfile(path: str) -> None:
         os.kill(int(read(path).strip()), signal.SIGTERM)
     except (ValueError, ProcessLookupError):
         pass
-
-
-def wait_for(condition: Callable[[], object], timeout: float, step: float = 0.02) -> bool:
-    """Poll ``condition`` until it holds or ``timeout`` seconds pass; whether it held."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(step)
-    return bool(condition())
 
 
 def new_name() -> str:
