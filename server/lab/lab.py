@@ -31,343 +31,59 @@ import sys
 
 import container
 import systemd_host
+from lab_base import (
+    CLIENT_IP,
+    CLIENT_IP6,
+    CMD_TIMEOUT,
+    OPEN_PORT,
+    PERIOD,
+    PREFIX,
+    PREFIX6,
+    SERVER_IP,
+    SERVER_IP6,
+    SSH_PORT,
+    STATE_ROOT,
+    _children,
+    _kill_netns_processes,
+    _kill_pidfile,
+    _not_zombie,
+    install_missing,
+    new_name,
+    read,
+    run,
+    unavailable_reason,
+    wait_for,
+    write_private,
+)
+from lab_capture import Capture
+from lab_files import ETC_HOSTS, LINKS, hosts_toml, knockd_conf, link_spec, ssh_config, sshd_config
+from lab_firewalls import FIREWALLS, Firewall
+from lab_hosts import HOST_KINDS, ContainerHost, Host, SystemdHost
 
-if __package__ is None or __package__ == "":  # run as a script: the checkout's rotator
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from rotator import server_setup  # the lab runs what knockssh-rotator init ships
-from rotator.proc import wait_for as wait_for  # the one wait, for the lab's users
+__all__ = [  # what the tests and bench/ take from the lab
+    "CLIENT_IP",
+    "CLIENT_IP6",
+    "CMD_TIMEOUT",
+    "LINKS",
+    "OPEN_PORT",
+    "PERIOD",
+    "SERVER_IP",
+    "Capture",
+    "Lab",
+    "link_spec",
+    "new_name",
+    "read",
+    "run",
+    "unavailable_reason",
+    "wait_for",
+    "write_private",
+]
+HOSTS = tuple(HOST_KINDS)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
-
-STATE_ROOT = "/run/knockssh-lab"
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HOSTS = ("netns", "systemd", "container")
-# What an admin's root shell has; the secret and the lab's settings stay out of the guest
-GUEST_ENV = {
-    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    "HOME": "/root",
-    "LANG": "C.UTF-8",
-    "DEBIAN_FRONTEND": "noninteractive",
-}
-SERVER_IP, CLIENT_IP, PREFIX = "198.18.0.1", "198.18.0.2", 24
-SERVER_IP6, CLIENT_IP6, PREFIX6 = "2001:2::1", "2001:2::2", 64
-SSH_PORT = 22
-OPEN_PORT = 2200  # the same sshd, not behind the knock: for pass-through tests
-SERVICE = "ssh"
-PERIOD = 21600
-CMD_TIMEOUT = 10
-PACKAGES = {  # command -> Debian package
-    "knockd": "knockd",
-    "sshd": "openssh-server",
-    "ssh": "openssh-client",
-    "iptables": "iptables",
-    "nft": "nftables",
-    "rsync": "rsync",
-    "faketime": "faketime",
-    "man": "man-db",  # the man pages' tests
-    "nc": "netcat-openbsd",
-    "ip": "iproute2",
-    "tcpdump": "tcpdump",
-    "knock": "knockd",
-    "systemd-nspawn": "systemd-container",  # the systemd host (--host systemd)
-    "mmdebstrap": "mmdebstrap",
-    "podman": "podman",  # the knockd container (--host container), with:
-    "runc": "runc",
-    "conmon": "conmon",
-    "netavark": "netavark",
-    "catatonit": "catatonit",
-}
-
-
-def run(
-    cmd: list[str], ns: str | None = None, check: bool = True, **kw: Any
-) -> subprocess.CompletedProcess[str]:
-    if ns:
-        cmd = ["ip", "netns", "exec", ns, *cmd]
-    return subprocess.run(cmd, check=check, text=True, capture_output=True, **kw)
-
-
-def missing_tools() -> list[str]:
-    paths = os.environ.get("PATH", "") + ":/usr/sbin:/sbin:/usr/lib/podman"
-    return sorted({pkg for cmd, pkg in PACKAGES.items() if not shutil.which(cmd, path=paths)})
-
-
-def install_missing() -> None:
-    pkgs = missing_tools()
-    if pkgs:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-        subprocess.run(["apt-get", "install", "-y", "-qq", *pkgs], check=True, env=env)
-
-
-def unavailable_reason() -> str | None:
-    """Why the lab cannot run here, or None."""
-    if os.geteuid() != 0:
-        return "the lab needs root (network namespaces, firewall, knockd)"
-    if missing_tools():
-        return (
-            f"missing Debian packages: {' '.join(missing_tools())} (run server/lab/lab.sh install)"
-        )
-    probe = f"ksprobe{os.getpid()}"
-    done = run(["ip", "netns", "add", probe], check=False)
-    if done.returncode != 0:
-        return f"network namespaces unavailable: {done.stderr.strip()}"
-    run(["ip", "netns", "del", probe], check=False)
-    return None
-
-
-def write_private(path: str, text: str, exclusive: bool = True) -> None:
-    """Write ``text`` to a file only its owner can read (0600)."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
-    fd = os.open(path, flags, 0o600)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-
-
-# -- firewalls: one class per backend ------------------------------------------
-
-
-class Firewall:
-    """The server's firewall as ``knockssh-rotator init`` sets it up (its rules and
-    knockd's start/stop commands come from ``rotator.server_setup``), and what the
-    tests observe of it: is an address admitted, close every door."""
-
-    name = ""
-
-    def __init__(self, ns: str) -> None:
-        self.ns = ns
-
-    def install(self) -> None:
-        for command in server_setup.firewall_rules(SSH_PORT, self.name):
-            run(["sh", "-c", command], ns=self.ns)
-
-    def admits(self, address: str) -> bool:
-        """Is a rule admitting ``address`` to sshd in place now?"""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Remove every knocked-in address."""
-        raise NotImplementedError
-
-
-IPTABLES = {4: "/usr/sbin/iptables", 6: "/usr/sbin/ip6tables"}
-
-
-class Iptables(Firewall):
-    name = "iptables"
-    TOOLS = IPTABLES
-
-    def _rule(self, source: str) -> list[str]:
-        return ["INPUT", "-s", source, "-p", "tcp", "--dport", str(SSH_PORT), "-j", "ACCEPT"]
-
-    def admits(self, address: str) -> bool:
-        six = ":" in address
-        out = run([self.TOOLS[6 if six else 4], "-S", "INPUT"], ns=self.ns).stdout
-        return f"-s {address}/{128 if six else 32} " in out
-
-    def close(self) -> None:
-        for tool, source in ((self.TOOLS[4], CLIENT_IP), (self.TOOLS[6], CLIENT_IP6)):
-            while run([tool, "-D", *self._rule(source)], ns=self.ns, check=False).returncode == 0:
-                pass
-
-
-class Nftables(Firewall):
-    name = "nftables"
-    TABLE = server_setup.NFT_TABLE
-
-    def admits(self, address: str) -> bool:
-        nft_set = "allowed6" if ":" in address else "allowed"
-        out = run(["nft", "list", "set", "inet", self.TABLE, nft_set], ns=self.ns).stdout
-        return address in out
-
-    def close(self) -> None:
-        for nft_set in ("allowed", "allowed6"):
-            run(["nft", "flush", "set", "inet", self.TABLE, nft_set], ns=self.ns)
-
-
-FIREWALLS: dict[str, type[Firewall]] = {f.name: f for f in (Iptables, Nftables)}
-
-
-# -- configuration files ---------------------------------------------------------
-
-
-def knockd_conf(lab: Lab) -> str:
-    """What init writes (its door commands, its firewall's), with the lab's log and
-    pidfile (the tests read both) and its short timeouts."""
-    return server_setup.knockd_conf_text(
-        lab.server_if,
-        SSH_PORT,
-        lab.firewall().name,
-        SERVICE,
-        log_file=lab.knockd_log,
-        pid_file=lab.knockd_pidfile,
-        seq_timeout=5,
-        cmd_timeout=lab.cmd_timeout,
-    )
-
-
-def sshd_config(lab: Lab) -> str:
-    return f"""\
-ListenAddress {SERVER_IP}:{SSH_PORT}
-ListenAddress [{SERVER_IP6}]:{SSH_PORT}
-ListenAddress {SERVER_IP}:{OPEN_PORT}
-ListenAddress [{SERVER_IP6}]:{OPEN_PORT}
-HostKey {lab.path("host_key")}
-PidFile {lab.path("sshd.pid")}
-AuthorizedKeysFile {lab.path("authorized_keys")}
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-StrictModes no
-LoginGraceTime 20
-MaxStartups 200
-Subsystem sftp internal-sftp
-"""
-
-
-def ssh_config(lab: Lab) -> str:
-    return f"""\
-Host *
-    User root
-    IdentityFile {lab.path("client_key")}
-    IdentitiesOnly yes
-    StrictHostKeyChecking no
-    UserKnownHostsFile /dev/null
-    LogLevel ERROR
-    BatchMode yes
-    ConnectTimeout 15
-Host lab
-    HostName knocked.lab
-    ProxyCommand knockssh %h %p
-Host lab6
-    HostName knocked6.lab
-    ProxyCommand knockssh %h %p
-Host dual
-    HostName dual.lab
-    ProxyCommand knockssh %h %p
-Host lab-fdpass
-    HostName knocked.lab
-    ProxyCommand knockssh --fdpass %h %p
-    ProxyUseFdpass yes
-Host plain
-    HostName knocked.lab
-Host open
-    HostName open.lab
-    Port {OPEN_PORT}
-    ProxyCommand knockssh %h %p
-Host inner
-    HostName {SERVER_IP}
-    Port {OPEN_PORT}
-    ProxyJump lab
-"""
-
-
-def hosts_toml(secret_path: str, link: str) -> str:
-    # on the veth, failure tests end sooner; an impaired link gets the client's default
-    timeout = "connect_timeout = 6\n" if link == "lan" else ""
-    return f"""\
-[defaults]
-period = {PERIOD}
-{timeout}
-[[host]]
-match = ["{SERVER_IP}", "{SERVER_IP6}", "knocked.lab", "knocked6.lab", "dual.lab", "!open.lab"]
-service = "{SERVICE}"
-secret_file = "{secret_path}"
-"""
-
-
-# dual.lab: IPv6 first, as a resolver orders a dual-stack name with global addresses
-ETC_HOSTS = f"""\
-127.0.0.1 localhost
-{SERVER_IP} knocked.lab open.lab
-{SERVER_IP6} knocked6.lab open6.lab
-{SERVER_IP6} dual.lab
-{SERVER_IP} dual.lab
-"""
-
-
-# Link profiles, each way: lan is the plain veth; the others go through linkbridge.py
-LINKS: dict[str, str | None] = {
-    "lan": None,
-    "wan": "delay=25ms,jitter=5ms,order=keep",
-    "mobile": "delay=40ms,jitter=20ms,loss=2%",  # per-packet jitter: packets overtake
-    "lossy": "delay=10ms,loss=10%",
-}
-
-
-def link_spec(link: str) -> str | None:
-    """The linkbridge spec of a profile name or of a spec given as is (None: veth)."""
-    if link in LINKS:
-        return LINKS[link]
-    if "=" not in link:
-        raise ValueError(f"unknown link profile {link!r} (one of {', '.join(LINKS)}, or k=v,...)")
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from linkbridge import parse_spec
-
-    parse_spec(link)  # refuse a bad spec before anything is made
-    return link
-
-
-MARKER_PORT = 9  # discard: a datagram the client sends to mark the end of a capture
-
-
-class Capture:
-    """tcpdump in the server namespace, as a context manager. On leaving, the client
-    sends a marker datagram and the capture waits until tcpdump has written it, so
-    every packet sent before is in the file (no sleep). ``packets()`` gives
-    (destination address, destination port) of each captured packet in order."""
-
-    def __init__(self, lab: Lab, bpf: str) -> None:
-        self.lab = lab
-        self.file = lab.path(f"capture-{secrets.token_hex(3)}.pcap")
-        marked = f"({bpf}) or (udp and dst port {MARKER_PORT})"
-        self.cmd = ["tcpdump", "-i", lab.server_if, "--immediate-mode", "-U", "-n"]
-        self.cmd += ["-w", self.file, marked]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> Capture:
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.lab.server_ns, *self.cmd],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        if not wait_for(lambda: os.path.exists(self.file), 10):
-            raise RuntimeError("tcpdump did not start")
-        return self
-
-    def _mark(self) -> bool:
-        """Send the marker from the client; has tcpdump written one yet?"""
-        send = f"echo mark > /dev/udp/{SERVER_IP}/{MARKER_PORT}"
-        run(["bash", "-c", send], ns=self.lab.client_ns, check=False)
-        marker = f"> {SERVER_IP}.{MARKER_PORT}: UDP"
-        return marker in run(["tcpdump", "-n", "-r", self.file], check=False).stdout
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.proc is not None
-        try:
-            if not wait_for(self._mark, 10, step=0.1):
-                raise RuntimeError("the capture's end marker never arrived")
-        finally:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-    def packets(self) -> list[tuple[str, int]]:
-        dump = run(["tcpdump", "-n", "-r", self.file]).stdout
-        found = []
-        for line in dump.splitlines():
-            if " > " not in line or ": " not in line.split(" > ", 1)[1]:
-                continue
-            dst = line.split(" > ", 1)[1].split(": ", 1)[0]  # 198.18.0.1.2345 or 2001:2::1.2345
-            address, _, port = dst.rpartition(".")
-            if port.isdigit() and not (port == str(MARKER_PORT) and "UDP" in line):
-                found.append((address, int(port)))
-        return found
 
 
 class Lab:
@@ -474,83 +190,28 @@ class Lab:
                 json.dump({"firewall": firewall, "link": link, "host": host, "setup": setup}, f)
             self._network(spec)
             self._files()
-            if host == "systemd":
-                self._systemd_host()
-                return
-            if host == "container":
-                self._container_host()
-                return
-            self.firewall().install()
-            self.rotate(reload=False)
-            self.start_knockd()
-            self._sshd()
+            self.host_kind().start()
         except BaseException:
             self.down()
             raise
 
+    def host_kind(self) -> Host:
+        """What kind of server this lab has (``up``'s ``host``)."""
+        return HOST_KINDS[self.host()](self)
+
     def guest(self) -> systemd_host.Guest:
         """The booted Debian of ``up(host="systemd")``: a copy of the checkout at /src,
         read-only, with the wheel built from it in /src/dist."""
-        binds = {self.path("src"): "/src"}
-        return systemd_host.Guest(self.name, self.server_ns, self.path("guest"), binds)
-
-    def _checkout_with_wheel(self) -> str:
-        """A copy of the checkout in the lab's directory, with the wheel built from it
-        in dist/, as an admin has it; and the default route a server has."""
-        run(["ip", "route", "add", "default", "via", CLIENT_IP], ns=self.server_ns)
-        skip = shutil.ignore_patterns(
-            ".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "rootfs.tar"
-        )
-        src = self.path("src")
-        shutil.copytree(ROOT, src, ignore=skip)
-        run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", f"{src}/dist", src])
-        return src
+        return SystemdHost(self).guest()
 
     def knockd_container(self) -> container.Container:
         """The knockd container of ``up(host="container")``: the lab's secret and the
         client's public key mounted into it."""
-        key = self.path("client_key.pub")
-        return container.Container(self.name, self.server_ns, self.path("secret"), key)
+        return ContainerHost(self).knockd_container()
 
-    def _container_host(self) -> None:
-        image = container.build(self._checkout_with_wheel())
-        server = self.knockd_container()
-        server.start(image)
-        if not wait_for(lambda: "following the clock" in server.logs(), 30):
-            raise RuntimeError(f"the knockd container did not start: {server.logs()[-800:]}")
-
-    def _systemd_host(self) -> None:
-        self._checkout_with_wheel()
-        guest = self.guest()
-        guest.boot()
-        heading, after = systemd_host.SETUPS[self._state().get("setup", "server-setup")]
-        with open(os.path.join(ROOT, "README.md")) as f:
-            setup = systemd_host.readme_server_setup(f.read(), heading, after)
-        for line in setup:
-            done = guest.shell(line, cwd="/src", check=False, env=GUEST_ENV)
-            if done.returncode != 0 and not self._only_the_hosts_clock(line, done.stdout):
-                said = (done.stdout + done.stderr).strip()
-                raise RuntimeError(f"README {heading}: {line!r} failed: {said}")
-        with open(self.path("client_key.pub")) as f:
-            key = f.read()
-        guest.shell("install -d -m 700 /root/.ssh && cat > /root/.ssh/authorized_keys", input=key)
-        env = guest.run(["cat", "/etc/knockssh/rotator.env"]).stdout
-        found = dict(line.split("=", 1) for line in env.splitlines() if "=" in line)
-        os.unlink(self.path("secret"))  # the lab's own: the guest made the real one
-        write_private(self.path("secret"), found["KNOCKD_ROTATOR_SECRET"] + "\n")
-
-    def _only_the_hosts_clock(self, line: str, said: str) -> bool:
-        """The doctor's one finding is the clock, and the kernel (the host's: the guest
-        shares it) really is not NTP-synchronised. Nothing a setup does in a lab
-        without the Internet can change that, and the lab must not touch the host's
-        clock, so this finding alone does not fail the setup."""
-        if not line.startswith("knockssh-rotator check"):
-            return False
-        problems = [p for p in said.splitlines() if p.strip()]
-        if len(problems) != 1 or "not NTP-synchronised" not in problems[0]:
-            return False
-        show = ["timedatectl", "show", "-p", "NTPSynchronized", "--value"]
-        return self.guest().run(show, check=False).stdout.strip() == "no"
+    def setup(self) -> str:
+        """Which part of the README set a systemd host up."""
+        return str(self._state().get("setup", "server-setup"))
 
     def host(self) -> str:
         return str(self._state().get("host", "netns"))
@@ -667,7 +328,7 @@ class Lab:
         pid = self.knockd_pid()
         return _children(pid) if pid else []
 
-    def _sshd(self) -> None:
+    def start_sshd(self) -> None:
         os.makedirs("/run/sshd", exist_ok=True)
         run(["/usr/sbin/sshd", "-f", self.path("sshd_config")], ns=self.server_ns)
         if not wait_for(lambda: os.path.exists(self.path("sshd.pid")), 10):
@@ -684,12 +345,7 @@ class Lab:
         """Remove the client's rules, and cancel the stop_commands knockd still has
         pending from earlier knocks: one firing later would remove the rule that the
         next knock adds (knockd waits out cmd_timeout in a forked child)."""
-        for child in self.pending_stops():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signal.SIGKILL)
-        if self.host() == "systemd":
-            main = "$(systemctl show -p MainPID --value knockd.service)"
-            self.guest().shell(f"pkill -KILL -P {main} || true")
+        self.host_kind().cancel_pending_stops()
         self.firewall().close()
 
     def _state(self) -> dict[str, str]:
@@ -737,10 +393,7 @@ class Lab:
             run(["iptables", "-t", "nat", "-D", *masquerade], ns=self.client_ns, check=False)
 
     def down(self) -> None:
-        if os.path.isdir(self.path("guest")):
-            self.guest().stop()
-        if self.host() == "container":
-            self.knockd_container().stop()
+        self.host_kind().stop()
         for ns in (self.server_ns, self.client_ns):
             _kill_netns_processes(ns)
             run(["ip", "netns", "del", ns], check=False)
@@ -750,69 +403,11 @@ class Lab:
     def status(self) -> str:
         if not self.exists():
             return f"{self.name}: down"
-        if self.host() != "netns":
-            return (
-                f"{self.name}: up in {self.dir}; server {self.server_ns} {SERVER_IP} "
-                f"{SERVER_IP6} ({self.host()} host), client {self.client_ns} {CLIENT_IP} "
-                f"{CLIENT_IP6}, link {self.link()}; "
-                f"door {'open' if self.door_open() else 'closed'}"
-            )
-        knockd = self.knockd_pid()
-        sshd = read(self.path("sshd.pid")).strip()
         return (
             f"{self.name}: up in {self.dir}; server {self.server_ns} {SERVER_IP} {SERVER_IP6} "
-            f"(knockd pid {knockd or 'DEAD'}, sshd pid {sshd or '?'}, "
-            f"{self.firewall().name}), client {self.client_ns} {CLIENT_IP} {CLIENT_IP6}, "
-            f"link {self.link()}; "
-            f"door {'open' if self.door_open() else 'closed'}"
+            f"({self.host_kind().describe()}), client {self.client_ns} {CLIENT_IP} "
+            f"{CLIENT_IP6}, link {self.link()}"
         )
-
-
-def _kill_netns_processes(ns: str) -> None:
-    for pid in run(["ip", "netns", "pids", ns], check=False).stdout.split():
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(pid), signal.SIGKILL)
-
-
-def read(path: str) -> str:
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
-def _state_and_parent(pid: int | str) -> tuple[str, int] | None:
-    """A process's state letter and parent pid from /proc, or None once it is gone."""
-    stat = read(f"/proc/{pid}/stat")
-    fields = stat.rsplit(")", 1)[1].split() if stat else []  # after "(comm)"
-    return (fields[0], int(fields[1])) if fields else None
-
-
-def _not_zombie(pid: int) -> bool:
-    found = _state_and_parent(pid)
-    return found is not None and found[0] != "Z"
-
-
-def _children(pid: int) -> list[int]:
-    """Live (not zombie) children of ``pid``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        process = _state_and_parent(entry) if entry.isdigit() else None
-        if process is not None and process[0] != "Z" and process[1] == pid:
-            found.append(int(entry))
-    return found
-
-
-def _kill_pidfile(path: str) -> None:
-    try:
-        os.kill(int(read(path).strip()), signal.SIGTERM)
-    except (ValueError, ProcessLookupError):
-        pass
-
-
-def new_name() -> str:
-    return f"kl{os.getpid() % 100000}{secrets.token_hex(2)}"
 
 
 def demo(link: str = "lan") -> int:
