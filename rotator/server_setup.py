@@ -98,14 +98,22 @@ def firewall_rules(port: int, firewall: str) -> list[str]:
     """Keep established sessions, drop new ones to ``port`` unless a door admits
     them; IPv4 and IPv6 alike. Shell commands, each safe to run twice."""
     if firewall == "nftables":
-        table = (
-            f"table inet {NFT_TABLE} {{ set allowed {{ type ipv4_addr; }} "
-            "set allowed6 { type ipv6_addr; } "
-            "chain input { type filter hook input priority 0; policy accept; "
-            "ct state established,related accept; "
-            f"ip saddr @allowed tcp dport {port} accept; "
-            f"ip6 saddr @allowed6 tcp dport {port} accept; tcp dport {port} drop; }} }}"
-        )
+        # declared, deleted, then defined, in one transaction: a second run replaces
+        # the table instead of appending its rules again (sessions stay: conntrack)
+        table = f"""\
+table inet {NFT_TABLE}
+delete table inet {NFT_TABLE}
+table inet {NFT_TABLE} {{
+    set allowed {{ type ipv4_addr; }}
+    set allowed6 {{ type ipv6_addr; }}
+    chain input {{
+        type filter hook input priority 0; policy accept;
+        ct state established,related accept
+        ip saddr @allowed tcp dport {port} accept
+        ip6 saddr @allowed6 tcp dport {port} accept
+        tcp dport {port} drop
+    }}
+}}"""
         return [f"nft -f - <<'EOF'\n{table}\nEOF"]
     commands = []
     for tool in ("iptables", "ip6tables"):

@@ -114,3 +114,46 @@ def server_unit(name):
 
 
 SECRET_FREE = re.compile(r"KNOCKD_ROTATOR_SECRET=")
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 and os.environ.get("CI") != "true",
+    reason="a network namespace of its own needs root; CI is root",
+)
+@pytest.mark.parametrize("firewall", server_setup.FIREWALLS)
+def test_what_init_ships_runs_in_a_real_firewall(firewall):
+    """The rules, twice (a second init must not fail nor add rules), then a door's
+    start and stop commands as knockd runs them: in a namespace made here."""
+    ns = f"kss{os.getpid()}{firewall[:2]}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+
+        def sh(command):
+            return subprocess.run(
+                ["ip", "netns", "exec", ns, "sh", "-c", command],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+
+        for _ in range(2):
+            for command in server_setup.firewall_rules(2222, firewall):
+                done = sh(command)
+                assert done.returncode == 0, (command, done.stderr)
+        nft = firewall == "nftables"
+        listing = "nft list table inet knock" if nft else "iptables -S INPUT; ip6tables -S INPUT"
+        rules = sh(listing).stdout
+        assert rules.count("2222") == (3 if nft else 2), rules  # one drop per family
+        conf = {d.key: d.value for d in knockdconf.parse(
+            server_setup.knockd_conf_text("lo", 2222, firewall))[1].directives}  # fmt: skip
+        for start, stop, ip in (
+            ("START_COMMAND", "STOP_COMMAND", "192.0.2.7"),
+            ("START_COMMAND_6", "STOP_COMMAND_6", "2001:db8::7"),
+        ):
+            for _ in range(2):  # idempotent: a second knock adds nothing
+                assert sh(conf[start].replace("%IP%", ip)).returncode == 0
+            assert sh(listing).stdout.count(ip) == 1
+            assert sh(conf[stop].replace("%IP%", ip)).returncode == 0
+            assert ip not in sh(listing).stdout
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
