@@ -114,3 +114,32 @@ def copy_round_trip(lab, record, tmp_path, remote, timeout=60):
         done = record(lab.in_client(argv, capture_output=True, timeout=timeout))
         assert done.returncode == 0, done.stderr
     return tuple(hashlib.sha256(p.read_bytes()).hexdigest() for p in (src, back))
+
+
+class BannerServer:
+    """``with BannerServer() as port``: a loopback server for one connection that
+    sends an ssh banner and reads to the end (a stand-in sshd behind a static knock)."""
+
+    BANNER = b"SSH-2.0-test\r\n"
+
+    def __enter__(self):
+        import socket
+        import threading
+
+        self.server = socket.create_server(("127.0.0.1", 0))
+
+        def serve():
+            conn, _ = self.server.accept()
+            with conn:
+                conn.sendall(self.BANNER)
+                conn.shutdown(socket.SHUT_WR)
+                while conn.recv(4096):
+                    pass
+
+        self.thread = threading.Thread(target=serve, daemon=True)
+        self.thread.start()
+        return self.server.getsockname()[1]
+
+    def __exit__(self, *exc):
+        self.thread.join(10)
+        self.server.close()

@@ -2,13 +2,11 @@
 import stay off its paths. A structural check; bench/ measures the time."""
 
 import os
-import socket
 import subprocess
 import sys
-import threading
 
 import pytest
-from helpers import ROOT, SECRET
+from helpers import ROOT, SECRET, BannerServer
 
 HEAVY = {
     "collections",  # collections.abc pulls it in
@@ -68,26 +66,10 @@ def test_commands_stay_lean(args, tmp_path):
 
 def test_proxycommand_path_stays_lean(tmp_path):
     """Knock (static sequence on loopback), connect, relay to the end: nothing heavy."""
-    server = socket.create_server(("127.0.0.1", 0))
-    port = server.getsockname()[1]
-
-    def serve():
-        conn, _ = server.accept()
-        with conn:
-            conn.sendall(b"SSH-2.0-test\r\n")
-            conn.shutdown(socket.SHUT_WR)
-            while conn.recv(4096):
-                pass
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    try:
+    with BannerServer() as port:
         modules, out = imported(
             ["-v", "127.0.0.1", str(port)], tmp_path, stdin=subprocess.DEVNULL, timeout=30
         )
-    finally:
-        t.join(10)
-        server.close()
     assert out == b"SSH-2.0-test\r\n"
     assert {"knockssh.knock", "knockssh.dial", "knockssh.relay"} <= modules  # it did knock
     assert modules & HEAVY == set()

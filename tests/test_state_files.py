@@ -5,7 +5,6 @@ locks), as a lying disk or a hostile co-user leaves them: a bad file is ignored
 from __future__ import annotations
 
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import threading
 import time
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, BannerServer
 
 from knockssh import doorlock, failures, paths
 from knockssh.plan import PathInfo
@@ -125,17 +124,6 @@ def test_a_missing_runtime_dir_is_not_made(tmp_path):
 def test_the_connect_goes_on_past_every_bad_state_file(tmp_path):
     """A real ProxyCommand run (static sequence on loopback) with a FIFO for its
     remembered path, inf for another, a FIFO failures.log and a FIFO lock."""
-    server = socket.create_server(("127.0.0.1", 0))
-    port = server.getsockname()[1]
-
-    def serve() -> None:
-        conn, _ = server.accept()
-        with conn:
-            conn.sendall(b"SSH-2.0-test\r\n")
-            conn.shutdown(socket.SHUT_WR)
-            while conn.recv(4096):
-                pass
-
     env = state(tmp_path)
     fifo = paths._path(env, "127.0.0.1")
     os.makedirs(os.path.dirname(fifo), mode=0o700)
@@ -147,9 +135,7 @@ def test_the_connect_goes_on_past_every_bad_state_file(tmp_path):
     os.mkfifo(runtime / "knockssh" / "127.0.0.1.lock", 0o600)
     hosts = tmp_path / "hosts.toml"
     hosts.write_text('[[host]]\nmatch = ["127.0.0.1"]\nsequence = "1,2,3"\nconnect_timeout = 5\n')
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    try:
+    with BannerServer() as port:
         done = subprocess.run(
             [sys.executable, "-c", "from knockssh.cli import run; run()", "127.0.0.1", str(port)],
             env={
@@ -163,7 +149,4 @@ def test_the_connect_goes_on_past_every_bad_state_file(tmp_path):
             capture_output=True,
             timeout=30,  # a FIFO that blocked would hold it past this
         )
-    finally:
-        t.join(10)
-        server.close()
     assert done.returncode == 0 and done.stdout == b"SSH-2.0-test\r\n", done.stderr
