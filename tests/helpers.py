@@ -10,8 +10,16 @@ SECRET = "0123456789abc"  # test-only; asserted never to appear in outputs
 sys.path.insert(0, os.path.join(ROOT, "server", "lab"))
 from lab import write_private  # noqa: E402  (one helper for 0600 files: lab, bench, tests)
 
+# the two programs as users start them, from the checkout (PYTHONPATH=ROOT)
+KNOCKSSH = [sys.executable, "-c", "from knockssh.cli import run; run()"]
+ROTATOR_CODE = "import sys; from rotator.cli import main; sys.exit(main())"
+ROTATOR = [sys.executable, "-c", ROTATOR_CODE]
+
 __all__ = [
+    "KNOCKSSH",
     "ROOT",
+    "ROTATOR",
+    "ROTATOR_CODE",
     "SECRET",
     "copy_round_trip",
     "paramiko_both_ways",

@@ -10,7 +10,7 @@ import sys
 import tempfile
 
 import pytest
-from helpers import ROOT, SECRET
+from helpers import ROOT, ROTATOR, ROTATOR_CODE, SECRET
 
 from rotator import cli, conffile, files, knockd, proc, systemd
 
@@ -246,7 +246,7 @@ def rotate_with_pidfile(tmp_path, pid, *extra):
     path.write_text(OLD.replace("LOG", str(tmp_path / "knockd.log")))
     args = ["--config", str(path), "--pidfile", str(pidfile), *extra]
     env = {**os.environ, "KNOCKD_ROTATOR_SECRET": SECRET, "PYTHONPATH": ROOT}
-    code = "import sys; from rotator.cli import main; sys.exit(main())"
+    code = ROTATOR_CODE
     return subprocess.Popen(
         [sys.executable, "-c", code, *args],
         env=env,
@@ -334,7 +334,7 @@ def test_warnings_and_an_empty_config_path_are_said_plainly(tmp_path, monkeypatc
 
 def rotator_cmd(*args, env=None):
     return subprocess.run(
-        [sys.executable, "-c", "import sys; from rotator.cli import main; sys.exit(main())", *args],
+        [*ROTATOR, *args],
         capture_output=True,
         text=True,
         env={**os.environ, "KNOCKD_ROTATOR_SECRET": SECRET, **(env or {})},
@@ -445,7 +445,7 @@ def test_follow_on_a_fifo_says_so_and_stops_on_sigterm(tmp_path, fifo):
         conf.write_text(OLD.replace("LOG", str(tmp_path / "knockd.log")))
         os.mkfifo(tmp_path / fifo, 0o600)
     env = {**os.environ, "KNOCKD_ROTATOR_SECRET": SECRET, "PYTHONPATH": ROOT}
-    code = "import sys; from rotator.cli import main; sys.exit(main())"
+    code = ROTATOR_CODE
     args = ["--follow", "--config", str(conf), "--pidfile", str(tmp_path / "knockd.pid")]
     follower = subprocess.Popen(
         [sys.executable, "-c", code, *args],

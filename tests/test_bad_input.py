@@ -17,15 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, SECRET
+from helpers import KNOCKSSH, ROOT, ROTATOR, SECRET
 
 PROGRAMS = {
-    "knockssh": [sys.executable, "-c", "from knockssh.cli import run; run()"],
-    "knockssh-rotator": [
-        sys.executable,
-        "-c",
-        "import sys; from rotator.cli import main; sys.exit(main())",
-    ],
+    "knockssh": KNOCKSSH,
+    "knockssh-rotator": ROTATOR,
 }
 for _name in ("ssh", "scp", "rsync"):
     PROGRAMS[f"knockssh-{_name}"] = [

@@ -3,10 +3,9 @@ say, and each fault, provoked alone, gives its one finding."""
 
 import os
 import subprocess
-import sys
 
 import pytest
-from helpers import ROOT, SECRET
+from helpers import ROOT, ROTATOR, SECRET
 
 from rotator import doctor, server_setup
 
@@ -124,12 +123,7 @@ def test_interfaces_as_ip_link_shows_them():
 
 # -- the doctor as a process, on hostile files: one report, never a hang or a traceback
 
-DOCTOR = [
-    sys.executable,
-    "-c",
-    "import sys; from rotator.cli import main; sys.exit(main())",
-    "check",
-]
+DOCTOR = [*ROTATOR, "check"]
 CONF_OK = "[options]\n  Interface = lo\n[ssh_ROTATOR]\n  sequence = 1,2,3\n  cmd_timeout = 30\n"
 ENV_OK = f"KNOCKD_ROTATOR_SECRET={SECRET}\n"
 HOSTILE = [  # (id, files: name -> bytes, or "fifo"/"dir"; extra args; stdout must hold)

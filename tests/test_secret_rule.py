@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT, SECRET
+from helpers import ROOT, ROTATOR_CODE, SECRET
 
 from knockssh import mapping, secrets
 from rotator import scheme
@@ -33,7 +33,7 @@ def rotator_sequence(tmp_path, credential: bytes) -> str:
     conf = tmp_path / "knockd.conf"
     conf.write_text("[ssh_ROTATOR]\n  sequence = 1:tcp\n")
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": ROOT, "CREDENTIALS_DIRECTORY": str(creds)}
-    code = "import sys; from rotator.cli import main; sys.exit(main())"
+    code = ROTATOR_CODE
     done = subprocess.run(
         [sys.executable, "-c", code, "--config", str(conf), "--dry-run", "--at", str(AT)],
         capture_output=True,

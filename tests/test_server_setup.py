@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, ROTATOR_CODE
 
 from rotator import knockdconf, server_setup
 
@@ -52,7 +52,7 @@ def test_facts_of_the_machine():
 
 
 def init(*args):
-    code = "import sys; from rotator.cli import main; sys.exit(main())"
+    code = ROTATOR_CODE
     return subprocess.run(
         [sys.executable, "-c", code, "init", *args], capture_output=True, text=True, cwd=ROOT
     )

@@ -7,12 +7,11 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
-from helpers import ROOT, BannerServer
+from helpers import KNOCKSSH, ROOT, BannerServer
 
 from knockssh import doorlock, failures, paths
 from knockssh.plan import PathInfo
@@ -137,7 +136,7 @@ def test_the_connect_goes_on_past_every_bad_state_file(tmp_path):
     hosts.write_text('[[host]]\nmatch = ["127.0.0.1"]\nsequence = "1,2,3"\nconnect_timeout = 5\n')
     with BannerServer() as port:
         done = subprocess.run(
-            [sys.executable, "-c", "from knockssh.cli import run; run()", "127.0.0.1", str(port)],
+            [*KNOCKSSH, "127.0.0.1", str(port)],
             env={
                 **os.environ,
                 **env,
