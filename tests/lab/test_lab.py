@@ -189,7 +189,7 @@ def test_sshd_down_gives_clear_message_and_no_more_knocks(fresh, record):
         seen = [port for _, port in capture.packets() if port != 22]
         assert seen == [knocks[-1], *knocks]  # one clearing packet, one sequence, no more
     finally:
-        fresh._sshd()
+        fresh.start_sshd()
 
 
 def test_rotation_by_sighup(fresh, record):
