@@ -15,6 +15,7 @@ usage: knockssh [-4|-6] [--config PATH] [--fdpass] [--offset N] [-v|-q] HOST POR
        knockssh knock HOST [SERVICE] [--service S] [--offset N] [-4|-6] [--config PATH]
        knockssh check [HOST] [--config PATH]
        knockssh add HOST [--service S] [--secret-file PATH | --secret-stdin] [--config PATH]
+       knockssh socks [--listen ADDR:PORT] [--config PATH]   (a SOCKS5 proxy that knocks)
        knockssh --version
 Every command takes -4/-6 and -v/-q anywhere on its line.
 
@@ -29,10 +30,10 @@ failures of the ProxyCommand are also kept in
 $XDG_STATE_HOME/knockssh/failures.log (~/.local/state/knockssh/failures.log),
 since under ControlPersist ssh discards the ProxyCommand's stderr.
 """
-COMMANDS = ("generate", "knock", "check", "add")
+COMMANDS = ("generate", "knock", "check", "add", "socks")
 COMMON_FLAGS = {"-v": "verbose", "--verbose": "verbose", "-q": "quiet", "--quiet": "quiet"}
 NET_FLAGS = {"-4": "ipv4", "-6": "ipv6"}
-VALUE_OPTIONS = ("--config", "--offset", "--at", "--service", "--secret-file")
+VALUE_OPTIONS = ("--config", "--offset", "--at", "--service", "--secret-file", "--listen")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             os.write(1, USAGE.encode())
             return 0
         commands = {"proxy": _proxy, "generate": _generate, "knock": _knock, "check": _check}
-        return {**commands, "add": _add}[command](rest, log)
+        return {**commands, "add": _add, "socks": _socks}[command](rest, log)
     except PeerGone:
         return 1  # ssh is gone: nobody to tell
     except KnocksshError as exc:
@@ -298,6 +299,22 @@ def _write_out(text: str, done: str = "") -> None:
     except OSError as exc:
         after = f" ({done})" if done else ""
         raise KnocksshError(f"standard output: {exc.strerror or exc}{after}") from None
+
+
+def _socks(args: list[str], log: Log) -> int:
+    opts, positionals = parse(args, COMMON_FLAGS, {"--listen": "listen", "--config": "config"})
+    log.level = _level(opts)
+    if positionals:
+        raise UsageError("usage: knockssh socks [--listen ADDR:PORT] [--config PATH]")
+    from . import socks
+
+    try:
+        listener = socks.listener_for(opts.get("listen") or socks.DEFAULT_LISTEN, log)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    where = listener.getsockname()
+    log.error(f"SOCKS5 proxy on {where[0]} port {where[1]} (knocking for mapped hosts)")
+    return socks.Server(listener, log, opts.get("config")).serve()
 
 
 def _check(args: list[str], log: Log) -> int:

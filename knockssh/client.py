@@ -13,7 +13,7 @@ import time
 from . import mapping, plan
 from .dial import Refused, Unreachable, dial
 from .doorlock import DoorLock, lock_dir
-from .errors import KnocksshError
+from .errors import ConnectFailure, KnocksshError, reason_of
 from .knock import Timings, send_knocks
 from .log import QUIET, Log
 from .net import SOCK_STREAM, RawSocket, gaierror, getaddrinfo, public, round_trip
@@ -38,9 +38,9 @@ def resolve(host: str, port: int, family: int) -> list[tuple[int, Sockaddr]]:
     try:
         found = getaddrinfo(host, port, family, SOCK_STREAM)
     except gaierror as exc:
-        raise KnocksshError(f"{host}: cannot resolve: {exc.strerror}") from None
+        raise ConnectFailure(f"{host}: cannot resolve: {exc.strerror}", "unresolved") from None
     except UnicodeError:  # the idna codec: a label too long or empty, a bad character
-        raise KnocksshError(f"{host}: not a valid host name (IDNA)") from None
+        raise ConnectFailure(f"{host}: not a valid host name (IDNA)", "unresolved") from None
     seen: dict[object, tuple[int, Sockaddr]] = {}
     for fam, sockaddr in found:
         seen.setdefault(sockaddr[0], (fam, sockaddr))
@@ -138,7 +138,7 @@ def _direct(host: str, port: int, family: int, timeout: float, log: Log) -> RawS
         log.step(f"connected to {sockaddr[0]} port {port}", t)
         return sock
     assert error is not None
-    raise KnocksshError(f"{host} port {port}: {error.strerror or error}")
+    raise ConnectFailure(f"{host} port {port}: {error.strerror or error}", reason_of(error))
 
 
 def _random() -> float:
@@ -244,7 +244,8 @@ class Knocker:
                 return sock
             ends.append((target, how))
         entry = self.entry
-        raise KnocksshError(
+        refused = bool(ends) and all(how == plan.REFUSED for _, how in ends)
+        raise ConnectFailure(
             plan.failure_message(
                 plan.Failure(
                     f"{host} port {port}",
@@ -258,7 +259,8 @@ class Knocker:
                     entry.clock_skew,
                     entry.label,
                 )
-            )
+            ),
+            "refused" if refused else "timeout",
         )
 
     def _one_address(

@@ -11,3 +11,23 @@ class KnocksshError(Exception):
 
 class UsageError(KnocksshError):
     exit_code = 2
+
+
+class ConnectFailure(KnocksshError):
+    """No connection to the destination; ``reason`` says what a proxy tells its
+    client: unresolved, unreachable, network, refused or timeout."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+UNREACHABLE_ERRNOS = {113: "unreachable", 101: "network", 111: "refused", 110: "timeout"}
+
+
+def reason_of(error: OSError) -> str:
+    """What an OSError from a connect means to a proxy's client (Linux errnos:
+    EHOSTUNREACH, ENETUNREACH, ECONNREFUSED, ETIMEDOUT; a Python timeout too)."""
+    if isinstance(error, TimeoutError):
+        return "timeout"
+    return UNREACHABLE_ERRNOS.get(error.errno or 0, "unreachable")

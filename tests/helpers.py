@@ -130,11 +130,14 @@ class BannerServer:
 
     BANNER = b"SSH-2.0-test\r\n"
 
+    def __init__(self, host="127.0.0.1"):
+        self.host = host
+
     def __enter__(self):
         import socket
         import threading
 
-        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server = socket.create_server((self.host, 0))
 
         def serve():
             conn, _ = self.server.accept()
