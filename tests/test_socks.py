@@ -6,6 +6,7 @@ The real knockd behind it: tests/lab/test_socks_lab.py."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -251,3 +252,39 @@ def test_listening_beyond_loopback_is_said_loudly_and_bad_listen_is_one_line(tmp
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=10)
     assert proc.returncode == 0
+
+
+@pytest.mark.skipif(
+    not shutil.which("systemd-socket-activate") and os.environ.get("CI") != "true",
+    reason="systemd-socket-activate (package systemd) passes the socket as systemd does",
+)
+def test_the_example_units_socket_activation_passes_the_listener(tmp_path):
+    """examples/knockssh-socks.socket: systemd hands the proxy a listening socket
+    (LISTEN_FDS); systemd-socket-activate does just that, without a systemd."""
+    units = os.path.join(ROOT, "examples")
+    with open(os.path.join(units, "knockssh-socks.socket")) as f:
+        assert "ListenStream=127.0.0.1:1080" in f.read()
+    with open(os.path.join(units, "knockssh-socks.service")) as f:
+        assert "ExecStart=%h/.local/bin/knockssh socks" in f.read()
+    probe = socket.create_server(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    hosts = tmp_path / "hosts.toml"
+    hosts.write_text(STATIC)
+    env = {**os.environ, "PYTHONPATH": ROOT, "KNOCKSSH_CONFIG": str(hosts), "HOME": str(tmp_path)}
+    proc = subprocess.Popen(
+        ["systemd-socket-activate", "-l", f"127.0.0.1:{port}", *KNOCKSSH, "socks"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with BannerServer() as target:
+            # the listener is bound before the proxy starts: the connect waits in its backlog
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+                assert connect_through(c, "127.0.0.1", target)[:2] == b"\x05\x00"
+                assert recv_exactly(c, len(BannerServer.BANNER)) == BannerServer.BANNER
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    assert f"127.0.0.1 port {port}" in err, err
