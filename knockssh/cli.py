@@ -308,13 +308,14 @@ def _socks(args: list[str], log: Log) -> int:
         raise UsageError("usage: knockssh socks [--listen ADDR:PORT] [--config PATH]")
     from . import socks
 
+    stop = socks.Stop()
     try:
         listener = socks.listener_for(opts.get("listen") or socks.DEFAULT_LISTEN, log)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     where = listener.getsockname()
     log.error(f"SOCKS5 proxy on {where[0]} port {where[1]} (knocking for mapped hosts)")
-    return socks.Server(listener, log, opts.get("config")).serve()
+    return socks.Server(listener, log, opts.get("config")).serve(stop)
 
 
 def _check(args: list[str], log: Log) -> int:

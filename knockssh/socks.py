@@ -144,6 +144,20 @@ def is_loopback(host: str) -> bool:
 # -- the server ------------------------------------------------------------------
 
 
+class Stop:
+    """SIGTERM and SIGINT caught from now on (before anything is said or bound, so
+    that a signal at any moment ends the proxy with status 0): noted, and a byte on
+    ``wake`` so that the accept loop's select returns."""
+
+    def __init__(self) -> None:
+        self.signals: list[int] = []
+        self.wake, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, _frame: self.signals.append(signum))
+        signal.set_wakeup_fd(wake_w)
+
+
 class Server:
     """Accept SOCKS5 clients on ``listener`` until SIGTERM or SIGINT."""
 
@@ -161,13 +175,8 @@ class Server:
         self.slots = threading.BoundedSemaphore(max_clients)
         self.handshake_seconds = handshake_seconds
 
-    def serve(self) -> int:
-        stopping: list[int] = []
-        wake_r, wake_w = os.pipe()
-        os.set_blocking(wake_w, False)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda signum, _frame: stopping.append(signum))
-        signal.set_wakeup_fd(wake_w)
+    def serve(self, stop: Stop) -> int:
+        stopping, wake_r = stop.signals, stop.wake
         self.listener.setblocking(False)
         while not stopping:
             if not self.slots.acquire(timeout=0.5):

@@ -279,11 +279,19 @@ def test_the_example_units_socket_activation_passes_the_listener(tmp_path):
         text=True,
     )
     try:
-        with BannerServer() as target:
-            # the listener is bound before the proxy starts: the connect waits in its backlog
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
-                assert connect_through(c, "127.0.0.1", target)[:2] == b"\x05\x00"
-                assert recv_exactly(c, len(BannerServer.BANNER)) == BannerServer.BANNER
+        conns: list[socket.socket] = []
+
+        def connected() -> bool:
+            try:
+                conns.append(socket.create_connection(("127.0.0.1", port), 10))
+                return True
+            except OSError:  # systemd-socket-activate has not bound it yet
+                return False
+
+        assert wait_for(connected, 10)
+        with BannerServer() as target, conns[0] as c:
+            assert connect_through(c, "127.0.0.1", target)[:2] == b"\x05\x00"
+            assert recv_exactly(c, len(BannerServer.BANNER)) == BannerServer.BANNER
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=10)
