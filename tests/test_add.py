@@ -165,3 +165,14 @@ def test_relative_config_locations_store_absolute_paths(tmp_path):
     assert f'secret_file = "{work}/secrets/y.test.secret"' in (work / "rel.toml").read_text()
     elsewhere = knockssh(tmp_path, "check", "y.test", KNOCKSSH_CONFIG=str(work / "rel.toml"))
     assert elsewhere.returncode == 0, elsewhere.stdout
+
+
+def test_check_prints_no_control_character_from_the_mapping_file(tmp_path):
+    """A pattern holding C1 controls (CSI, a terminal's escape) is shown escaped."""
+    hosts = tmp_path / "config" / "knockssh" / "hosts.toml"
+    hosts.parent.mkdir(parents=True)
+    hosts.write_text('[[host]]\nmatch = ["a\\u009b2Jb"]\nsequence = "1,2,3"\n')
+    done = knockssh(tmp_path, "check")
+    assert done.returncode == 0, done.stderr
+    # patterns are kept lowercase
+    assert "\x9b".encode() not in done.stdout and b"\\x9b2jb" in done.stdout
