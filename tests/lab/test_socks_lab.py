@@ -36,12 +36,15 @@ with socket.create_connection(("127.0.0.1", 1080), timeout=30) as c:
 
 
 @contextlib.contextmanager
-def proxy(lab, record):
+def proxy(lab, record, mapping=None):
     """``knockssh socks`` in the client namespace; stopped with SIGTERM, which
     must end it at once with status 0."""
+    env = lab.client_env()
+    if mapping:
+        env["KNOCKSSH_CONFIG"] = mapping
     proc = subprocess.Popen(
         ["ip", "netns", "exec", lab.client_ns, "knockssh", "socks", "-v"],
-        env=lab.client_env(),
+        env=env,
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -126,3 +129,20 @@ def test_twenty_connects_at_once_all_get_in_with_few_sequences(fresh, record):
             t.join(120)
     assert len(results) == 20 and all(c == 0 and b.startswith("SSH-2.0-") for c, b in results)
     assert fresh.sequences_started(since) <= 3  # they take turns at one door
+
+
+def test_a_door_that_never_opens_is_ttl_expired(fresh, record, tmp_path):
+    """A wrong secret: the knocks go unanswered by the door, and the client hears
+    the RFC's "TTL expired" when connect_timeout runs out."""
+    wrong = tmp_path / "wrong.secret"
+    wrong.write_text("not-the-lab-secret-at-all\n")
+    wrong.chmod(0o600)
+    mapping = tmp_path / "hosts.toml"
+    mapping.write_text(
+        f'[[host]]\nmatch = ["knocked.lab"]\nservice = "ssh"\nsecret_file = "{wrong}"\n'
+        "connect_timeout = 2\n"
+    )
+    with proxy(fresh, record, str(mapping)) as lines:
+        code, _ = through(fresh, record, "knocked.lab")
+    assert code == 6, lines  # TTL expired
+    assert any("no connection within 2s" in line for line in lines), lines
