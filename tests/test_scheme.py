@@ -252,3 +252,73 @@ def test_properties(secret, service, t, period, offset, length, lo, width, mod):
     assert scheme.knockd_form(knocks).split(",") == scheme.client_form(knocks).split(" ")
     assert scheme.parse_sequence(scheme.knockd_form(knocks)) == knocks
     assert math.isclose(s.entropy_bits, length * math.log2(len(ports)))
+
+
+# -- edges the mutation run (bash .ci/mutation) found untested ----------------------
+
+
+def test_settings_defaults_are_the_scheme_defaults():
+    s = scheme.Settings("a secret of some length")
+    assert s.length == int(scheme.DEFAULTS["LENGTH"])
+    assert s.period == int(scheme.DEFAULTS["PERIOD_MODULO"])
+    assert s.proto_modulo == int(scheme.DEFAULTS["PROTO_MODULO"])
+    assert s.server_interval == int(scheme.DEFAULTS["SERVER_INTERVAL"])
+
+
+def test_a_port_list_indexes_like_a_tuple():
+    ports = scheme.parse_port_spec("2000-2002,3000")
+    assert [ports[i] for i in range(4)] == [2000, 2001, 2002, 3000] and ports[-1] == 3000
+    with pytest.raises(IndexError, match="port index out of range"):
+        ports[4]
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [("2000-2000,3000", [2000, 3000]), ("7-9", [7, 8, 9]), (" 5 , 6 ", [5, 6])],
+)
+def test_port_specs_that_hold(spec, expected):
+    assert list(scheme.parse_port_spec(spec)) == expected
+
+
+@pytest.mark.parametrize("spec", ["2000-3000-4000", "x-2000", "2000-x", "x", "2000-"])
+def test_a_bad_port_spec_is_named_in_its_message(spec):
+    with pytest.raises(scheme.SchemeError) as refused:
+        scheme.parse_port_spec(spec + ",5000")
+    assert repr(spec + ",5000") in str(refused.value)
+
+
+def test_entropy_counts_bits_per_knock():
+    assert scheme.entropy_bits(10, 1) == 0.0  # one port: nothing to guess
+    assert scheme.entropy_bits(10, 2) == 10.0
+    assert scheme.entropy_bits(4, 16) == 16.0
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("-5", -5),
+        ("0", 0),
+        ("999999999999", 999999999999),  # 12 digits: the most
+        ("-99999999999", -99999999999),  # 12 characters with the sign
+        ("9999999999999", None),
+        ("--5", None),
+        ("-", None),
+        ("5-", None),
+        ("٣", None),  # a digit, but not ASCII
+    ],
+)
+def test_whole_numbers_are_checked_as_text(text, value):
+    assert scheme.whole_number(text) == value
+
+
+def test_utf8_names_what_it_checked():
+    with pytest.raises(scheme.SchemeError, match=r"^the thing is not valid UTF-8 text$"):
+        scheme.utf8("a\udcffb", "the thing")
+
+
+def test_static_sequences_refused_with_a_reason():
+    with pytest.raises(scheme.SchemeError, match="empty knock sequence"):
+        scheme.parse_sequence(" , ")
+    with pytest.raises(scheme.SchemeError, match="33 knocks is above knockd's limit of 32"):
+        scheme.parse_sequence(",".join(["1000"] * 33))
+    assert scheme.parse_sequence("1000:UDP,2000") == ((1000, "udp"), (2000, "tcp"))
