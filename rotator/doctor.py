@@ -30,6 +30,7 @@ class Facts(NamedTuple):
     env_mode: int | None
     systemd: bool
     rotator_active: bool | None  # the timer (under systemd) or a --follow process
+    knockd_restart: str | None  # knockd.service's Restart= (None: not under systemd)
     ntp_synchronized: bool | None
 
 
@@ -50,6 +51,16 @@ def findings(facts: Facts) -> list[Finding]:
         _interface(facts, sections, found)
     if not facts.knockd_running:
         found.append(Finding("knockd is not running", "systemctl enable --now knockd.service"))
+    if facts.knockd_restart is not None and facts.knockd_restart != "always":
+        found.append(
+            Finding(
+                "knockd.service is not restarted when knockd ends "
+                f"(Restart={facts.knockd_restart}): a crash locks everyone out",
+                "install the drop-in knockssh-rotator init writes "
+                "(/etc/systemd/system/knockd.service.d/knockssh.conf), then systemctl "
+                "daemon-reload",
+            )
+        )
     ports = _protected_ports(sections) if sections else [22]
     for port in ports:
         _firewall(facts, port, found)

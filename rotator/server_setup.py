@@ -181,6 +181,18 @@ def sshd_port(sshd_config: str) -> int:
 
 
 UNITS = ("knockssh-rotator.service", "knockssh-rotator.timer")  # in rotator/units/
+KNOCKD_DROPIN = "/etc/systemd/system/knockd.service.d/knockssh.conf"
+KNOCKD_DROPIN_TEXT = """\
+# /etc/systemd/system/knockd.service.d/knockssh.conf (knockssh-rotator init writes it).
+# Behind a knock, knockd is the only way in: whenever it ends (a crash, an exit with
+# status 0 on a poll error, an OOM kill), systemd starts it again, without a limit.
+[Unit]
+StartLimitIntervalSec=0
+
+[Service]
+Restart=always
+RestartSec=1
+"""
 
 
 def setup_script(
@@ -228,6 +240,9 @@ def setup_script(
         f"# the firewall: established sessions kept, new ones to port {port} dropped unless a"
         " door admits them, IPv4 and IPv6; saved for boot",
         *firewall_commands(port, firewall),
+        "# knockd restarted whenever it ends: it is the only way in",
+        f"install -d {KNOCKD_DROPIN.rsplit('/', 1)[0]}",
+        f"cat > {KNOCKD_DROPIN} <<'EOF'\n{KNOCKD_DROPIN_TEXT}EOF",
         "# the rotator's units, then knockd and the timer",
         *(f"cat > /etc/systemd/system/{name} <<'EOF'\n{text}EOF" for name, text in units.items()),
         "systemctl daemon-reload",

@@ -42,6 +42,7 @@ GOOD = doctor.Facts(
     env_mode=0o600,
     systemd=True,
     rotator_active=True,
+    knockd_restart="always",
     ntp_synchronized=True,
 )
 
@@ -82,6 +83,7 @@ FAULTS = [
     ("timer inactive", {"rotator_active": False}, "fix: systemctl enable --now knockssh-rotator.timer"),
     ("no follower", {"rotator_active": False, "systemd": False}, "knockssh-rotator --follow"),
     ("clock", {"ntp_synchronized": False}, "not NTP-synchronised"),
+    ("knockd unsupervised", {"knockd_restart": "no"}, "not restarted when knockd ends (Restart=no)"),
     ("superscript period", {"env_values": {**GOOD.env_values, "KNOCKD_ROTATOR_PERIOD_MODULO": "²"}}, "KNOCKD_ROTATOR_PERIOD_MODULO"),
 ]  # fmt: skip
 

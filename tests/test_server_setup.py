@@ -157,3 +157,14 @@ def test_what_init_ships_runs_in_a_real_firewall(firewall):
             assert ip not in sh(listing).stdout
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def test_init_supervises_knockd_with_the_drop_in_the_readme_installs():
+    """One text: what init writes is the file the README's setup copies."""
+    with open(os.path.join(ROOT, "server", "knockd.service.d", "knockssh.conf")) as f:
+        assert f.read() == server_setup.KNOCKD_DROPIN_TEXT
+    assert "Restart=always" in server_setup.KNOCKD_DROPIN_TEXT
+    units = {name: "[Unit]\n" for name in server_setup.UNITS}
+    script = server_setup.setup_script("eth0", 22, "iptables", "ssh", "/e.env", "h", units)
+    at = script.index(f"cat > {server_setup.KNOCKD_DROPIN} <<'EOF'")
+    assert at < script.index("systemctl daemon-reload") < script.index("systemctl restart knockd")

@@ -89,6 +89,7 @@ def gather(args: argparse.Namespace) -> doctor.Facts:
     else:
         rotator_active = _follower_running()
     ntp = _output(["timedatectl", "show", "-p", "NTPSynchronized", "--value"])
+    restart = _output(["systemctl", "show", "-p", "Restart", "--value", args.unit])
     return doctor.Facts(
         conf_path=args.config,
         conf_text=conf_text,
@@ -105,6 +106,7 @@ def gather(args: argparse.Namespace) -> doctor.Facts:
         env_mode=env_mode,
         systemd=under_systemd,
         rotator_active=rotator_active,
+        knockd_restart=restart.strip() if under_systemd and restart else None,
         ntp_synchronized=None if ntp is None else ntp.strip() == "yes",
     )
 

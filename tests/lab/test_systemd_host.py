@@ -80,6 +80,21 @@ def test_knocked_ssh_gets_into_the_booted_server(host, record):
     assert host.door_open()
 
 
+def test_knockd_killed_is_restarted_and_a_knock_gets_in(host, record):
+    """knockd is the only way in: the README's drop-in (Restart=always) has systemd
+    start it again whenever it ends, here killed as the OOM killer would."""
+    before = knockd_pid(host)
+    sh(host, f"kill -KILL {before}")
+    back = wait_for(lambda: knockd_pid(host) not in (0, before), 15)
+    assert back, sh(
+        host, "systemctl status knockd.service; journalctl -u knockd -n 8 -o cat"
+    ).stdout
+    assert sh(host, "systemctl is-active knockd.service").stdout.strip() == "active"
+    host.close_door()  # the connect below must knock the new knockd
+    done = ssh_in(host, record, "echo", "back-$((6*7))")
+    assert done.returncode == 0 and done.stdout.strip() == b"back-42", done.stderr
+
+
 def test_paramiko_scp_and_rsync_get_in(host, record, tmp_path):
     assert paramiko_both_ways(host, "ps -p 1 -o comm=") == [b"systemd\n", b"systemd\n"]
     sent, back = copy_round_trip(host, record, tmp_path, "/root/copied.bin")
