@@ -72,6 +72,7 @@ def test_proxycommand_path_stays_lean(tmp_path):
         )
     assert out == b"SSH-2.0-test\r\n"
     assert {"knockssh.knock", "knockssh.dial", "knockssh.relay"} <= modules  # it did knock
+    assert "knockssh.socks" not in modules  # the SOCKS proxy stays off this path
     assert modules & HEAVY == set()
 
 
