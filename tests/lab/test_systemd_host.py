@@ -214,7 +214,9 @@ def test_the_secret_as_a_credential(host, record):
 def test_boundary_runs_rotate_and_a_client_every_2s_loses_no_connect(host, record, tmp_path):
     """Period 30 s and KNOCKD_ROTATOR_SERVER_INTERVAL=3600: the runs at the
     boundaries are the ones scheduled with systemd-run. Three boundaries in a row,
-    each rotated within 2 s; a client connecting every 2 s meanwhile gets in each time."""
+    each rotated within the grace (while the previous sequence is still valid: a
+    run once fired 8.5 s late on a loaded CI machine, so how soon is a measurement,
+    not an assertion); a client connecting every 2 s meanwhile gets in each time."""
     period, grace = 30, 10
     sh(host, "cp -p /etc/knockssh/rotator.env /root/rotator.env.good")
     hosts = tmp_path / "hosts.toml"
@@ -242,7 +244,7 @@ def test_boundary_runs_rotate_and_a_client_every_2s_loses_no_connect(host, recor
             float(line.split()[0]) for line in journal.stdout.splitlines() if ": changed " in line
         ]
         for boundary in boundaries:
-            assert any(boundary <= t <= boundary + 2 for t in changed), (boundary, changed)
+            assert any(boundary <= t < boundary + grace for t in changed), (boundary, changed)
     finally:
         sh(host, "cp -p /root/rotator.env.good /etc/knockssh/rotator.env")
         sh(host, "systemctl stop 'knockssh-rotator-at-*.timer'", check=False)
