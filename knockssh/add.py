@@ -16,6 +16,7 @@ import os
 import stat
 
 from rotator import files, scheme, server_setup
+from rotator.secret import LIMIT as SECRET_LIMIT
 from rotator.secret import read_secret
 
 from . import mapping
@@ -25,7 +26,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-SECRET_LIMIT = 64 * 1024  # bytes read at most for a secret: /dev/zero is not one
 SAFE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
 
 

@@ -196,15 +196,10 @@ def _generate(args: list[str], log: Log) -> int:
         positionals.append(str(opts["service"]))
     if len(positionals) != 1:
         raise UsageError("usage: knockssh generate SERVICE [--offset N] [--at UNIX_SECONDS]")
-    from rotator import scheme
-    from rotator.secret import read_secret
+    from rotator import scheme, secret
 
     try:
-        env = dict(os.environ)
-        if env.get(scheme.ENV_NAMES["secret"]):  # read as every secret is read
-            name = scheme.ENV_NAMES["secret"]
-            env[name] = read_secret(env[name], name)
-        settings = scheme.settings_from_env(env)
+        settings = scheme.settings_from_env(secret.environment(os.environ))
         for warning in scheme.validate(settings, scheme.ENV_NAMES):
             log.warn(f"warning: {warning}")
         at = _instant(opts)

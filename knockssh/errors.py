@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno  # built in: nothing to load on the ProxyCommand path
+
 
 class KnocksshError(Exception):
     """A failure the user can act on; ``str()`` is the whole message."""
@@ -22,12 +24,16 @@ class ConnectFailure(KnocksshError):
         self.reason = reason
 
 
-UNREACHABLE_ERRNOS = {113: "unreachable", 101: "network", 111: "refused", 110: "timeout"}
+UNREACHABLE_ERRNOS = {
+    errno.EHOSTUNREACH: "unreachable",
+    errno.ENETUNREACH: "network",
+    errno.ECONNREFUSED: "refused",
+    errno.ETIMEDOUT: "timeout",
+}
 
 
 def reason_of(error: OSError) -> str:
-    """What an OSError from a connect means to a proxy's client (Linux errnos:
-    EHOSTUNREACH, ENETUNREACH, ECONNREFUSED, ETIMEDOUT; a Python timeout too)."""
+    """What an OSError from a connect means to a proxy's client."""
     if isinstance(error, TimeoutError):
         return "timeout"
     return UNREACHABLE_ERRNOS.get(error.errno or 0, "unreachable")

@@ -61,10 +61,6 @@ def _keep_newer_half(path: str, fd: int, size: int) -> None:
     keep = os.pread(fd, MAX_BYTES // 2, max(0, size - MAX_BYTES // 2)) if size else b""
     if size > MAX_BYTES // 2:
         keep = keep[keep.find(b"\n") + 1 :]  # from a line's start
-    tmp = f"{path}.{os.getpid()}.tmp"
-    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        os.write(out, keep)
-    finally:
-        os.close(out)
-    os.replace(tmp, path)
+    from rotator.files import replace
+
+    replace(path, keep, 0o600, durable=False, keep_mode=False)

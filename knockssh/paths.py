@@ -71,16 +71,15 @@ def remember(env: Mapping[str, str], address: str, before: PathInfo, now: PathIn
     close_rtt = before.rtt is not None and abs(rtt - before.rtt) <= 0.25 * before.rtt + 0.001
     if same_gap and close_rtt and before.age < MAX_AGE / 2:
         return
+    from rotator.files import replace
+
     path = _path(env, address)
-    tmp = f"{path}.{os.getpid()}.tmp"
+    jitter = "-" if now.jitter is None else f"{now.jitter:.6f}"
+    line = f"{time.time():.0f} {rtt:.6f} {gap:.6f} {jitter}\n"
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        try:
-            jitter = "-" if now.jitter is None else f"{now.jitter:.6f}"
-            os.write(fd, f"{time.time():.0f} {rtt:.6f} {gap:.6f} {jitter}\n".encode())
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+        replace(
+            path, line.encode(), 0o600, durable=False, keep_mode=False
+        )  # never onto a planted FIFO
     except OSError:
         pass

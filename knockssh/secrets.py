@@ -58,14 +58,12 @@ def _read(entry: HostEntry, env: Mapping[str, str]) -> tuple[str, bytes | str]:
     )
 
 
-SECRET_FILE_LIMIT = 64 * 1024  # bytes
-
-
 def _from_file(entry: HostEntry, path: str) -> bytes:
     from rotator.files import read_regular
+    from rotator.secret import LIMIT
 
     try:
-        data, st = read_regular(path, SECRET_FILE_LIMIT)  # a FIFO is refused, not waited on
+        data, st = read_regular(path, LIMIT)  # a FIFO is refused, not waited on
     except OSError as exc:
         raise KnocksshError(f"{entry.label}: secret_file {path}: {exc.strerror}") from None
     refuse_if_exposed(path, st.st_mode)

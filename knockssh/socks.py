@@ -26,6 +26,7 @@ import struct
 import threading
 import time
 
+from .client import open_connection
 from .errors import ConnectFailure, KnocksshError
 from .log import Log
 
@@ -227,10 +228,8 @@ class Server:
         host, port, used = asked
         conn.settimeout(None)
         try:
-            from .client import open_connection
-
-            upstream = socket.socket(fileno=open_connection(host, port, config=self.config,
-                                                            log=self.log).detach())  # fmt: skip
+            raw = open_connection(host, port, config=self.config, log=self.log)
+            upstream = socket.socket(fileno=raw.detach())
         except ConnectFailure as exc:
             self.log.error(str(exc))
             conn.sendall(reply(reply_code(exc.reason)))

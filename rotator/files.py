@@ -57,26 +57,24 @@ def read_regular(path: str, limit: int = MIB, follow: bool = True) -> tuple[byte
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise not_regular(path, st.st_mode)
-        chunks, size = [], 0
-        while size <= limit:
-            chunk = os.read(fd, min(limit + 1 - size, MIB))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > limit:
-            raise OSError(errno.EFBIG, f"larger than {limit} bytes: not the file expected", path)
-        return b"".join(chunks), st
+        try:
+            return read_bounded(fd, limit), st
+        except OSError as exc:
+            if exc.errno != errno.EFBIG:
+                raise
+            raise OSError(
+                exc.errno, f"larger than {limit} bytes: not the file expected", path
+            ) from None
     finally:
         os.close(fd)
 
 
 def read_bounded(fd: int, limit: int) -> bytes:
-    """At most ``limit`` bytes from a stream (a pipe, a terminal), to its end; an
-    endless stream is an error, not a MemoryError."""
+    """At most ``limit`` bytes from ``fd`` (a file, a pipe, a terminal), to its end;
+    more (an endless stream, a planted huge file) is an error, not a MemoryError."""
     chunks, size = [], 0
     while size <= limit:
-        chunk = os.read(fd, min(limit + 1 - size, 65536))
+        chunk = os.read(fd, min(limit + 1 - size, MIB))
         if not chunk:
             break
         chunks.append(chunk)
@@ -103,30 +101,37 @@ def replace(
     data: bytes,
     mode: int = 0o600,
     before_rename: Callable[[], None] | None = None,
+    durable: bool = True,
+    keep_mode: bool = True,
 ) -> None:
     """Write ``data`` to ``path`` atomically: a temporary file beside it, flushed to
-    disk, renamed over it, the directory flushed. An existing file keeps its mode and
-    owner (``mode`` is for a new one); anything there that is not a regular file (a
-    device, a FIFO, a symbolic link, a directory) is refused and left as it was."""
+    disk (unless not ``durable``: the client's own state is not worth an fsync on
+    every connect), renamed over it, the directory flushed. An existing file keeps its
+    mode and owner (``mode`` is for a new one, or for every one unless ``keep_mode``:
+    a file that is ours alone); anything there that is not a regular
+    file (a device, a FIFO, a symbolic link, a directory) is refused and left as it was."""
     directory = os.path.dirname(os.path.abspath(path))
     old = regular_or_absent(path)
+    kept = old if keep_mode else None
     name = os.path.basename(path)
     fd, temp = _temp_file(directory, name)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fchmod(f.fileno(), stat.S_IMODE(old.st_mode) if old else mode)
-            if old and (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
-                os.fchown(f.fileno(), old.st_uid, old.st_gid)
-            os.fsync(f.fileno())
+            os.fchmod(f.fileno(), stat.S_IMODE(kept.st_mode) if kept else mode)
+            if kept and (kept.st_uid, kept.st_gid) != (os.geteuid(), os.getegid()):
+                os.fchown(f.fileno(), kept.st_uid, kept.st_gid)
+            if durable:
+                os.fsync(f.fileno())
         if before_rename:
             before_rename()
         os.replace(temp, path)
     except BaseException:
         _unlink_quietly(temp)
         raise
-    _sync_directory(directory)
+    if durable:
+        _sync_directory(directory)
 
 
 def _unlink_quietly(path: str) -> None:

@@ -13,10 +13,6 @@ from .errors import RotatorError
 from .proc import command_line, pid_alive, status_ids, wait_for
 from .scheme import whole_number
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    pass
-
 
 class Reloader:
     """How knockd is told to re-read its configuration, and how we see that it did."""
@@ -156,18 +152,6 @@ def log_since(path: str | None, offset: int) -> str:
             return f.read().decode(errors="replace")
     except OSError:
         return ""
-
-
-def logfile_of(text: str) -> str | None:
-    """The LogFile a knockd.conf text names, if any."""
-    from . import knockdconf
-
-    for section in knockdconf.parse(text):
-        if section.name == "options":
-            found = section.find("LOGFILE")
-            if found:
-                return found[-1].value
-    return None
 
 
 def reloader_for(pidfile: str | None, unit: str) -> Reloader:

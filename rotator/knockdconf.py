@@ -128,6 +128,16 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
+def log_file(sections: list[Section]) -> str | None:
+    """The LogFile of a parsed knockd.conf's options, if it names one."""
+    for section in sections:
+        if section.name == "options":
+            found = section.find("LOGFILE")
+            if found:
+                return found[-1].value
+    return None
+
+
 def check_sequence(value: str) -> str | None:
     if not value.isascii() and not _is_utf8(value):
         return "the sequence is not valid UTF-8 text"

@@ -15,10 +15,25 @@ client and the server derive the same sequences from what a user pasted:
 
 from __future__ import annotations
 
-from .scheme import SchemeError
+from .scheme import ENV_NAMES, SchemeError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 BOM = "\ufeff"
 AROUND = " \t\r\n"
+LIMIT = 64 * 1024  # bytes read at most for a secret, wherever from: /dev/zero is not one
+
+
+def environment(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` with ``KNOCKD_ROTATOR_SECRET``, when set, read by the rule above (the
+    rotator and ``knockssh generate`` take their settings from it)."""
+    values = dict(env)
+    name = ENV_NAMES["secret"]
+    if values.get(name):
+        values[name] = read_secret(values[name], name)
+    return values
 
 
 def read_secret(data: bytes | str, source: str) -> str:

@@ -18,27 +18,21 @@ class SystemdReloader(Reloader):
 
     def __init__(self, unit: str) -> None:
         self.unit = unit
-        self.pid = self._main_pid()
+        self.pid = main_pid(unit)
         if not self.pid:
             raise RotatorError(f"{unit} is not running")
 
-    def _systemctl(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return systemctl(*args)
-
-    def _main_pid(self) -> int:
-        return main_pid(self.unit)
-
     def reload(self) -> None:
-        done = self._systemctl("reload", self.unit)
+        done = systemctl("reload", self.unit)
         if done.returncode != 0:
             raise RotatorError(f"systemctl reload {self.unit} failed: {done.stderr.strip()}")
 
     def alive(self) -> bool:
-        return self._main_pid() == self.pid and pid_alive(self.pid)
+        return main_pid(self.unit) == self.pid and pid_alive(self.pid)
 
     def restart(self) -> None:
-        self._systemctl("restart", self.unit)
-        self.pid = self._main_pid()
+        systemctl("restart", self.unit)
+        self.pid = main_pid(self.unit)
 
 
 def systemctl(*args: str) -> subprocess.CompletedProcess[str]:

@@ -10,11 +10,11 @@ import subprocess
 import time
 from collections.abc import Mapping
 
-from .. import conffile, files, systemd
+from .. import conffile, files, secret, systemd
 from ..arguments import DEFAULT_CONFIG, Out, Parser, path_arg, seconds, unix_seconds
 from ..errors import RotatorError
-from ..knockd import Reloader, logfile_of, reload_and_verify, reloader_for
-from ..knockdconf import ConfError
+from ..knockd import Reloader, reload_and_verify, reloader_for
+from ..knockdconf import ConfError, log_file, parse
 from ..rotation import Rotation, extra_runs, next_regular_run, rotate
 from ..scheme import (
     ENV_NAMES,
@@ -25,7 +25,6 @@ from ..scheme import (
     validate,
     whole_number,
 )
-from ..secret import read_secret
 from ..text import shown
 from ..version import VERSION
 
@@ -106,21 +105,19 @@ def environment(env: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]
     the systemd credential ``secret`` ($CREDENTIALS_DIRECTORY/secret: only this
     service's processes can read it, and it is in no environment). Either is read
     by the one rule both ends keep (``rotator.secret``)."""
-    values, named = dict(env), dict(ENV_NAMES)
+    values, named = secret.environment(env), dict(ENV_NAMES)
     variable = ENV_NAMES["secret"]
     directory = env.get("CREDENTIALS_DIRECTORY")
-    if env.get(variable):
-        values[variable] = read_secret(env[variable], variable)
-    elif directory:
+    if not env.get(variable) and directory:
         path = os.path.join(directory, CREDENTIAL)
         try:
-            data, _ = files.read_regular(path, 64 * 1024)
+            data, _ = files.read_regular(path, secret.LIMIT)
         except FileNotFoundError:
             return values, named
         except OSError as exc:
             raise RotatorError(f"{path}: cannot read: {exc.strerror}") from None
         named["secret"] = f"credential {path}"
-        values[variable] = read_secret(data, named["secret"])
+        values[variable] = secret.read_secret(data, named["secret"])
     return values, named
 
 
@@ -214,7 +211,7 @@ def _write_and_reload(
     written()
     if reloader is None:
         return
-    logfile = logfile_of(new)
+    logfile = log_file(parse(new))
     try:
         out.detail(reload_and_verify(reloader, logfile))
     except RotatorError as exc:

@@ -46,9 +46,9 @@ from lab_base import (
     _children,
     _kill_netns_processes,
     _kill_pidfile,
-    _not_zombie,
     install_missing,
     new_name,
+    pid_alive,
     read,
     run,
     unavailable_reason,
@@ -320,7 +320,7 @@ class Lab:
             pid = int(read(self.knockd_pidfile).strip())
         except ValueError:
             return None
-        return pid if _not_zombie(pid) else None  # a gone process has no /proc entry
+        return pid if pid_alive(pid) else None  # a zombie or a gone process is not alive
 
     def pending_stops(self) -> list[int]:
         """knockd's children still waiting out cmd_timeout to run a stop_command (the

@@ -13,6 +13,7 @@ import sys
 
 if __package__ is None or __package__ == "":  # run as a script: the checkout's rotator
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from rotator.proc import pid_alive as pid_alive  # the one /proc reader
 from rotator.proc import wait_for as wait_for  # the one wait, for the lab's users
 
 TYPE_CHECKING = False
@@ -124,11 +125,6 @@ def _state_and_parent(pid: int | str) -> tuple[str, int] | None:
     stat = read(f"/proc/{pid}/stat")
     fields = stat.rsplit(")", 1)[1].split() if stat else []  # after "(comm)"
     return (fields[0], int(fields[1])) if fields else None
-
-
-def _not_zombie(pid: int) -> bool:
-    found = _state_and_parent(pid)
-    return found is not None and found[0] != "Z"
 
 
 def _children(pid: int) -> list[int]:
