@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import stat
 
 from rotator import files, scheme, server_setup
@@ -24,7 +25,7 @@ from .errors import KnocksshError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterator, Mapping
 
 SAFE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
 
@@ -142,25 +143,35 @@ def check_service(service: str) -> str:
 
 
 def add(
-    host: str, service: str, secret: str, cli_config: str | None, env: Mapping[str, str]
-) -> tuple[str, str]:
+    host: str,
+    service: str | None,
+    secret: str,
+    cli_config: str | None,
+    env: Mapping[str, str],
+    replace: bool = False,
+) -> tuple[str, str, bool]:
     """Append the entry (creating the mapping file 0600 if needed, keeping every byte
-    already in it) and store the secret; the mapping file's and the secret's paths."""
+    already in it) and store the secret; with ``replace``, an entry of HOST's own
+    gets the new secret instead. The mapping file's and the secret's paths, and
+    whether an entry was replaced."""
     check_host(host)
-    check_service(service)
+    check_service(service or "ssh")
     path, _ = mapping.config_path(cli_config, env)
     directory = os.path.dirname(path)
     _directory(directory, "the mapping file's directory")
-    with contextlib.ExitStack() as held:
-        try:
-            held.enter_context(files.locked(directory))
-        except OSError as exc:
-            raise KnocksshError(f"{directory}: cannot lock: {exc.strerror}") from None
+    with _locked(directory):
         target, old, mode = _current(path)
         found = mapping.parse(old, path, mode).lookup(host) if old else None
-        if found is not None:
-            raise KnocksshError(f"{path}: {host} already has an entry (host entry {found.number})")
         stored = secret_path(directory, host)
+        if found is not None:
+            if not replace:
+                raise KnocksshError(
+                    f"{path}: {host} already has an entry (host entry {found.number}); "
+                    f"--replace gives it a new secret, 'knockssh remove {host}' removes it"
+                )
+            _replace_secret(found, host, service, stored, secret)
+            return path, stored, True
+        service = service or "ssh"
         addition = entry_text(host, service, stored).encode()
         if not old:
             addition = addition.lstrip(b"\n")
@@ -175,6 +186,115 @@ def add(
         except OSError as exc:
             os.unlink(stored)  # nothing half done
             raise KnocksshError(f"{path}: cannot write: {exc.strerror}; left as it was") from None
+    return path, stored, False
+
+
+@contextlib.contextmanager
+def _locked(directory: str) -> Iterator[None]:
+    """The lock every writer of the mapping file takes, on its directory."""
+    lock = files.locked(directory)
+    try:
+        lock.__enter__()
+    except OSError as exc:
+        raise KnocksshError(f"{directory}: cannot lock: {exc.strerror}") from None
+    try:
+        yield
+    finally:
+        lock.__exit__()
+
+
+def _replace_secret(
+    entry: mapping.HostEntry, host: str, service: str | None, stored: str, secret: str
+) -> None:
+    """A new secret for the entry ``add`` made for ``host`` (its own secret file);
+    an entry written by hand, or one whose service differs, is left alone."""
+    if entry.patterns != (host.lower(),) or entry.secret_file != stored:
+        raise KnocksshError(
+            f"{entry.label}: not an entry 'knockssh add' made for {host} (its secret is not "
+            f"in {stored}): change it by hand"
+        )
+    if service is not None and service != entry.service:
+        raise KnocksshError(
+            f"{entry.label}: knocks service {entry.service!r}, not {service!r}: "
+            f"--replace changes only the secret"
+        )
+    _directory(os.path.dirname(stored), "the secrets directory", follow=False)
+    try:
+        files.replace(stored, (secret + "\n").encode(), 0o600, keep_mode=False)
+    except OSError as exc:
+        raise KnocksshError(f"{stored}: cannot write: {exc.strerror}; left as it was") from None
+
+
+HEADER = re.compile(r"[ \t]*\[\[[ \t]*host[ \t]*\]\][ \t]*(#.*)?\r?\n?")
+TABLE = re.compile(r"[ \t]*\[")
+SPACE_OR_COMMENT = re.compile(r"[ \t]*(#.*)?\r?\n?")
+
+
+def without_entry(text: str, number: int) -> str | None:
+    """``text`` without its ``number``-th ``[[host]]`` table: from its header to the
+    next table, less the comments and blank lines just before that table (they
+    belong to it), and one blank line before the header (``add`` writes one).
+    None if the table cannot be found; the caller checks the result by parsing it."""
+    lines = text.splitlines(keepends=True)
+    headers = [i for i, line in enumerate(lines) if HEADER.fullmatch(line)]
+    if not 1 <= number <= len(headers):
+        return None
+    start = headers[number - 1]
+    end = next((i for i in range(start + 1, len(lines)) if TABLE.match(lines[i])), len(lines))
+    while end > start + 1 and SPACE_OR_COMMENT.fullmatch(lines[end - 1]):
+        end -= 1
+    if start > 0 and not lines[start - 1].strip():
+        start -= 1
+    return "".join(lines[:start] + lines[end:])
+
+
+def _same(entry: mapping.HostEntry) -> str:
+    return repr((entry.patterns, sorted(entry.values.items())))
+
+
+def remove(host: str, cli_config: str | None, env: Mapping[str, str]) -> tuple[str, str | None]:
+    """Remove the entry of ``host`` (one of its own: ``match = ["HOST"]``), keeping
+    every other byte of the mapping file, and the secret file ``add`` stored for it.
+    The mapping file's path and the removed secret file's (None: none was ours)."""
+    check_host(host)
+    path, _ = mapping.config_path(cli_config, env)
+    directory = os.path.dirname(path)
+    with _locked(directory):
+        target, old, mode = _current(path)
+        if not old:
+            raise KnocksshError(f"{path}: no mapping file, so no entry for {host}")
+        hostmap = mapping.parse(old, path, mode)
+        found = hostmap.lookup(host)
+        if found is None:
+            raise KnocksshError(f"{path}: no entry matches {host}: nothing removed")
+        if found.patterns != (host.lower(),):
+            raise KnocksshError(
+                f"{found.label}: matches {', '.join(found.patterns)}, not {host} alone: "
+                f"edit the file by hand"
+            )
+        try:
+            text = old.decode("utf-8")
+        except UnicodeDecodeError:  # parse() refused it already
+            raise KnocksshError(f"{path}: not UTF-8 text") from None
+        new = without_entry(text, found.number)
+        others = [_same(e) for e in hostmap.entries if e is not found]
+        if new is None or [_same(e) for e in mapping.parse(new.encode(), path).entries] != others:
+            raise KnocksshError(
+                f"{found.label}: its lines could not be told apart: edit the file by hand"
+            )
+        try:
+            files.replace(target, new.encode(), mode)
+        except OSError as exc:
+            raise KnocksshError(f"{path}: cannot write: {exc.strerror}; left as it was") from None
+    stored = secret_path(directory, host)
+    if found.secret_file != stored:
+        return path, None
+    try:
+        os.unlink(stored)
+    except FileNotFoundError:
+        return path, None
+    except OSError as exc:
+        raise KnocksshError(f"{stored}: entry removed, secret file not: {exc.strerror}") from None
     return path, stored
 
 

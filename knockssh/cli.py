@@ -9,12 +9,18 @@ from .errors import KnocksshError, UsageError
 from .log import NORMAL, QUIET, VERBOSE, Log, printable
 from .peer import PeerGone
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from rotator.scheme import Knock, Settings
+
 USAGE = """\
 usage: knockssh [-4|-6] [--config PATH] [--fdpass] [--offset N] [-v|-q] HOST PORT
-       knockssh generate SERVICE [--offset N] [--at UNIX_SECONDS]   (or --service S)
+       knockssh generate SERVICE [--offset N] [--at UNIX_SECONDS] [--format client|knockd]
+       knockssh generate --host HOST [--config PATH] [--offset N] [--at ..] [--format ..]
        knockssh knock HOST [SERVICE] [--service S] [--offset N] [-4|-6] [--config PATH]
-       knockssh check [HOST] [--config PATH]
-       knockssh add HOST [--service S] [--secret-file PATH | --secret-stdin] [--config PATH]
+       knockssh check [HOST] [--config PATH] [-F SSH_CONFIG]
+       knockssh add HOST [--service S] (--secret-file PATH | --secret-stdin) [--replace]
+       knockssh remove HOST [--config PATH]   (the entry and its stored secret)
        knockssh socks [--listen ADDR:PORT] [--config PATH]   (a SOCKS5 proxy that knocks)
        knockssh --version
 Every command takes -4/-6 and -v/-q anywhere on its line.
@@ -23,17 +29,27 @@ HOST PORT (two arguments, the second a port number) is the ProxyCommand form:
   ProxyCommand knockssh %h %p           in ~/.ssh/config
 It knocks when HOST is in the mapping file, then relays stdin/stdout to the
 connection (or, with --fdpass under ProxyUseFdpass yes, hands the socket to ssh).
-The mapping file is $KNOCKSSH_CONFIG, else --config, else
+The mapping file is --config (it wins), else $KNOCKSSH_CONFIG, else
 $XDG_CONFIG_HOME/knockssh/hosts.toml. Sequences use KNOCKD_ROTATOR_* variables
 for anything the mapping file does not set. Diagnostics go to stderr only;
 failures of the ProxyCommand are also kept in
 $XDG_STATE_HOME/knockssh/failures.log (~/.local/state/knockssh/failures.log),
 since under ControlPersist ssh discards the ProxyCommand's stderr.
 """
-COMMANDS = ("generate", "knock", "check", "add", "socks")
+COMMANDS = ("generate", "knock", "check", "add", "remove", "socks")
 COMMON_FLAGS = {"-v": "verbose", "--verbose": "verbose", "-q": "quiet", "--quiet": "quiet"}
 NET_FLAGS = {"-4": "ipv4", "-6": "ipv6"}
-VALUE_OPTIONS = ("--config", "--offset", "--at", "--service", "--secret-file", "--listen")
+VALUE_OPTIONS = (
+    "--config",
+    "--offset",
+    "--at",
+    "--service",
+    "--secret-file",
+    "--listen",
+    "--host",
+    "--format",
+    "-F",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             os.write(1, USAGE.encode())
             return 0
         commands = {"proxy": _proxy, "generate": _generate, "knock": _knock, "check": _check}
-        return {**commands, "add": _add, "socks": _socks}[command](rest, log)
+        more = {"add": _add, "remove": _remove, "socks": _socks}
+        return {**commands, **more}[command](rest, log)
     except PeerGone:
         return 1  # ssh is gone: nobody to tell
     except KnocksshError as exc:
@@ -185,32 +202,75 @@ def _proxy(args: list[str], log: Log) -> int:
     return 0
 
 
+FORMATS = ("client", "knockd")  # knockssh's and knockd_rotator's spaces; knockd.conf's commas
+
+
 def _generate(args: list[str], log: Log) -> int:
     opts, positionals = parse(
         args,
         {**COMMON_FLAGS, **NET_FLAGS},  # accepted everywhere; a sequence has no family
-        {"--offset": "offset", "--at": "at", "--service": "service"},
+        {
+            "--offset": "offset",
+            "--at": "at",
+            "--service": "service",
+            "--host": "host",
+            "--config": "config",
+            "--format": "format",
+        },
     )
     log.level = _level(opts)
     if opts.get("service"):
         positionals.append(str(opts["service"]))
-    if len(positionals) != 1:
-        raise UsageError("usage: knockssh generate SERVICE [--offset N] [--at UNIX_SECONDS]")
+    form = opts.get("format", "client")
+    if form not in FORMATS:
+        raise UsageError(f"--format must be {' or '.join(FORMATS)}, not {form!r}")
+    if len(positionals) > 1 or not (positionals or opts.get("host")):
+        raise UsageError(
+            "usage: knockssh generate SERVICE | --host HOST [--offset N] [--at UNIX_SECONDS]"
+        )
     from rotator import scheme, secret
 
     try:
-        settings = scheme.settings_from_env(secret.environment(os.environ))
-        for warning in scheme.validate(settings, scheme.ENV_NAMES):
-            log.warn(f"warning: {warning}")
         at = _instant(opts)
-        start = scheme.period_start(at, settings.period, _offset(opts) or 0)
-        knocks = scheme.derive(settings, positionals[0], start)
+        if opts.get("host"):
+            knocks, settings, start = _host_sequence(opts, positionals, at)
+        else:
+            settings = scheme.settings_from_env(secret.environment(os.environ))
+            for warning in scheme.validate(settings, scheme.ENV_NAMES):
+                log.warn(f"warning: {warning}")
+            start = scheme.period_start(at, settings.period, _offset(opts) or 0)
+            knocks = scheme.derive(settings, positionals[0], start)
     except scheme.SchemeError as exc:
         raise KnocksshError(str(exc)) from None
-    if log.level >= VERBOSE:  # log.info checks too, but entropy_bits would load math first
+    if log.level >= VERBOSE and settings is not None:  # entropy_bits would load math first
         log.info(f"entropy {settings.entropy_bits:.2f} bits; period starting at {start}")
-    os.write(1, (scheme.client_form(knocks) + "\n").encode())
+    shown = scheme.knockd_form(knocks) if form == "knockd" else scheme.client_form(knocks)
+    _write_out(shown + "\n")
     return 0
+
+
+def _host_sequence(
+    opts: dict[str, str], positionals: list[str], at: float
+) -> tuple[tuple[Knock, ...], Settings | None, int | None]:
+    """``generate --host HOST``: the sequence HOST's entry knocks in the period of
+    ``at`` (its secret and settings; SERVICE, if given, instead of its service)."""
+    from rotator import scheme
+
+    from . import mapping
+    from .sequences import settings_for
+
+    host = opts["host"]
+    hostmap = mapping.load(opts.get("config"), os.environ)
+    entry = hostmap.lookup(host)
+    if entry is None:
+        raise KnocksshError(f"{host}: {hostmap.unmatched(host)}")
+    if positionals:
+        entry = entry.with_service(positionals[0])
+    if entry.static_sequence is not None:
+        return scheme.parse_sequence(entry.static_sequence), None, None
+    settings = settings_for(entry, os.environ)
+    start = scheme.period_start(at, settings.period, _offset(opts) or 0)
+    return scheme.derive(settings, str(entry.service), start), settings, start
 
 
 def _instant(opts: dict[str, str]) -> float:
@@ -251,39 +311,66 @@ def _knock(args: list[str], log: Log) -> int:
 def _add(args: list[str], log: Log) -> int:
     opts, positionals = parse(
         args,
-        {**COMMON_FLAGS, **NET_FLAGS, "--secret-stdin": "secret_stdin"},
+        {
+            **COMMON_FLAGS,
+            **NET_FLAGS,
+            "--secret-stdin": "secret_stdin",
+            "--replace": "replace",
+        },
         {"--config": "config", "--service": "service", "--secret-file": "secret_file"},
     )
     log.level = _level(opts)
     if len(positionals) != 1 or bool(opts.get("secret_stdin")) == bool(opts.get("secret_file")):
         raise UsageError(
-            "usage: knockssh add HOST [--service S] (--secret-file PATH | --secret-stdin)"
+            "usage: knockssh add HOST [--service S] (--secret-file PATH | --secret-stdin) "
+            "[--replace]"
         )
     from . import add
 
-    host, service = positionals[0], str(opts.get("service") or "ssh")
+    host, service = positionals[0], opts.get("service")
     add.check_host(host)
-    add.check_service(service)
+    add.check_service(service or "ssh")
     if opts.get("secret_stdin"):
         source, data = "standard input", add.read_secret_stdin()
     else:
         source = str(opts["secret_file"])
         data = add.read_secret_file(source)
     secret = add.checked_secret(data, source)
-    path, stored = add.add(host, service, secret, opts.get("config"), os.environ)
-    out = [
-        f"added {host} (service {service}) to {printable(path)}; "
-        f"its secret is in {printable(stored)} (0600)"
-    ]
+    path, stored, replaced = add.add(
+        host, service, secret, opts.get("config"), os.environ, bool(opts.get("replace"))
+    )
+    if replaced:
+        out = [f"replaced the secret of {host} in {printable(stored)} (0600)"]
+    else:
+        out = [
+            f"added {host} (service {service or 'ssh'}) to {printable(path)}; "
+            f"its secret is in {printable(stored)} (0600)"
+        ]
+    from .wrappers import proxy_program
+
     uses = add.ssh_uses_knockssh(host)
     if uses is False or uses is None:
         out += [
             "ssh does not run knockssh for this host yet: add to ~/.ssh/config",
             f"Host {host}",
-            "    ProxyCommand knockssh %h %p",
+            f"    ProxyCommand {proxy_program()} %h %p",
         ]
     out.append(f"then: knockssh check {host}")
     _write_out("\n".join(out) + "\n", "the entry was written")
+    return 0
+
+
+def _remove(args: list[str], log: Log) -> int:
+    opts, positionals = parse(args, {**COMMON_FLAGS, **NET_FLAGS}, {"--config": "config"})
+    log.level = _level(opts)
+    if len(positionals) != 1:
+        raise UsageError("usage: knockssh remove HOST [--config PATH]")
+    from . import add
+
+    host = positionals[0]
+    path, stored = add.remove(host, opts.get("config"), os.environ)
+    gone = f" and its secret {printable(stored)}" if stored else ""
+    _write_out(f"removed the entry of {host}{gone} from {printable(path)}\n", "it was removed")
     return 0
 
 
@@ -315,14 +402,16 @@ def _socks(args: list[str], log: Log) -> int:
 
 def _check(args: list[str], log: Log) -> int:
     opts, positionals = parse(
-        args, {**COMMON_FLAGS, **NET_FLAGS}, {"--config": "config", "--at": "at"}
+        args, {**COMMON_FLAGS, **NET_FLAGS}, {"--config": "config", "--at": "at", "-F": "ssh"}
     )
     log.level = _level(opts)
     if len(positionals) > 1:
-        raise UsageError("usage: knockssh check [HOST]")
+        raise UsageError("usage: knockssh check [HOST] [--config PATH] [-F SSH_CONFIG]")
     from .check import report
 
-    text, ok = report(opts.get("config"), positionals[0] if positionals else None, _instant(opts))
+    ssh_args = ("-F", opts["ssh"]) if opts.get("ssh") else ()
+    host = positionals[0] if positionals else None
+    text, ok = report(opts.get("config"), host, _instant(opts), ssh_args=ssh_args)
     _write_out("\n".join(printable(line) for line in text.split("\n")))
     return 0 if ok else 1
 

@@ -116,10 +116,14 @@ def open_connection(
     env = os.environ if env is None else env
     log = log or Log(QUIET)
     t = time.monotonic()
-    entry = mapping.load(config, env).lookup(host)
+    hostmap = mapping.load(config, env)
+    entry = hostmap.lookup(host)
     if entry is None:
-        log.step(f"{host}: not in the mapping file, connecting without knocking", t)
-        return _direct(host, port, family, DEFAULT_CONNECT_TIMEOUT, log)
+        log.step(f"{host}: {hostmap.unmatched(host)}, connecting without knocking", t)
+        try:
+            return _direct(host, port, family, DEFAULT_CONNECT_TIMEOUT, log)
+        except ConnectFailure as exc:  # say so: a dropped SYN looks like a firewall problem
+            raise ConnectFailure(f"{exc} ({hostmap.unmatched(host)})", exc.reason) from None
     log.step(f"{host}: matched {entry.label}", t)
     return Knocker(entry, env, log, watch).connect(host, port, family, offset, at)
 

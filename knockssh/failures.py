@@ -64,3 +64,31 @@ def _keep_newer_half(path: str, fd: int, size: int) -> None:
     from rotator.files import replace
 
     replace(path, keep, 0o600, durable=False, keep_mode=False)
+
+
+def recent(env: Mapping[str, str], names: tuple[str, ...], count: int = 5) -> list[str]:
+    """The newest ``count`` lines of the log about any of ``names`` (a message starts
+    with the host as ssh gave it: ``HOST port 22: …`` or ``HOST: …``), oldest first.
+    Only the log's last MAX_BYTES are read; an unreadable log has no lines."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        fd = os.open(log_path(env), flags)
+    except OSError:
+        return []
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return []
+        data = os.pread(fd, MAX_BYTES, max(0, st.st_size - MAX_BYTES))
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
+    lowered = tuple(n.lower() for n in names if n)
+    found = []
+    for line in data.decode("utf-8", "replace").splitlines():
+        _, _, message = line.partition(" ")
+        head = message.lower()
+        if any(head.startswith((f"{n} ", f"{n}:")) for n in lowered):
+            found.append(printable(line))
+    return found[-count:]

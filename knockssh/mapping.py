@@ -106,11 +106,18 @@ class HostEntry:
 
 
 class HostMap:
-    __slots__ = ("entries", "path")
+    __slots__ = ("entries", "found", "path")
 
-    def __init__(self, path: str, entries: tuple[HostEntry, ...]) -> None:
+    def __init__(self, path: str, entries: tuple[HostEntry, ...], found: bool = True) -> None:
         self.path = path
         self.entries = entries
+        self.found = found  # False: no file at the default path (an empty map)
+
+    def unmatched(self, host: str) -> str:
+        """Why ``host`` is not knocked for, naming the file: for messages."""
+        if not self.found:
+            return f"no knock: there is no mapping file {self.path}"
+        return f"no knock: no entry of {self.path} matches {host}"
 
     def lookup(self, host: str) -> HostEntry | None:
         for entry in self.entries:
@@ -175,8 +182,9 @@ def matches(patterns: tuple[str, ...], host: str) -> bool:
 def config_path(cli_path: str | None, env: Mapping[str, str]) -> tuple[str, bool]:
     """The mapping file's absolute path and whether the user named it explicitly. A
     relative $XDG_CONFIG_HOME is ignored, as the XDG rule says; a relative file named
-    by the user is taken from the current directory, once, here."""
-    named = env.get("KNOCKSSH_CONFIG") or cli_path
+    by the user is taken from the current directory, once, here. ``--config`` on the
+    command line wins over $KNOCKSSH_CONFIG."""
+    named = cli_path or env.get("KNOCKSSH_CONFIG")
     if named:
         return os.path.abspath(os.path.expanduser(named)), True
     base = env.get("XDG_CONFIG_HOME") or ""
@@ -198,7 +206,7 @@ def load(cli_path: str | None = None, env: Mapping[str, str] | None = None) -> H
     except FileNotFoundError:
         if explicit:
             raise KnocksshError(f"{path}: mapping file not found") from None
-        return HostMap(path, ())
+        return HostMap(path, (), found=False)
     except OSError as exc:
         raise KnocksshError(f"{path}: cannot read mapping file: {exc.strerror}") from None
     return parse(data, path, st.st_mode)

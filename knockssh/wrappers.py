@@ -38,6 +38,23 @@ def knockssh_path() -> str:
     return found if found != "knockssh" else f"{sys.executable} -m knockssh"
 
 
+def proxy_program() -> str:
+    """How ssh_config should name this knockssh: ``knockssh`` when the system's
+    default PATH (confstr CS_PATH: what cron, desktop launchers and VS Code may
+    have) finds this very program, else its absolute path (shell-quoted, ``%``
+    doubled for ssh)."""
+    mine = knockssh_path()
+    try:
+        default = os.confstr("CS_PATH") or "/bin:/usr/bin"
+    except (ValueError, OSError):
+        default = "/bin:/usr/bin"
+    found = shutil.which("knockssh", path=default)
+    if found and os.path.realpath(found) == os.path.realpath(mine):
+        return "knockssh"
+    words = mine.rsplit(" ", 2) if mine.endswith(" -m knockssh") else [mine]
+    return " ".join(shlex.quote(w) for w in words).replace("%", "%%")
+
+
 def proxy_command(host: str, port: str, exe: str | None = None) -> str:
     """The ProxyCommand: knockssh, ``--``, the final HostName and port (``ssh -G``),
     each a shell-quoted literal with its ``%`` doubled."""

@@ -54,9 +54,14 @@ def test_a_first_host_makes_private_files_and_check_confirms(tmp_path):
     assert secret.read_text() == SECRET + "\n"
     assert SECRET.encode() not in done.stdout + done.stderr
     assert b"then: knockssh check box.example" in done.stdout
-    check = knockssh(tmp_path, "check", "box.example")
-    assert check.returncode == 0, check.stdout
+    check = knockssh(tmp_path, "check", "box.example")  # ssh_config not changed yet
+    assert check.returncode == 1 and b"error: ssh does not run knockssh" in check.stdout
     assert f"from secret_file {secret}".encode() in check.stdout
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text("Host box.example\n  ProxyCommand knockssh %h %p\n")
+    check = knockssh(tmp_path, "check", "box.example", "-F", str(ssh_config))
+    assert check.returncode == 0, check.stdout
+    assert b"ssh runs knockssh for box.example" in check.stdout
 
 
 def test_every_existing_byte_and_the_mode_are_kept(tmp_path):
@@ -132,6 +137,8 @@ def test_a_symlinked_mapping_file_is_written_at_its_target(tmp_path):
 
 def test_emoji_hosts_paths_and_twin_idn_names_read_back(tmp_path):
     config = tmp_path / "conf\U0001f511" / "hosts.toml"
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text("Host *\n  ProxyCommand knockssh %h %p\n")
     for host in ("\U0001f511.example", "é.example", "è.example"):
         done = knockssh(
             tmp_path,
@@ -142,7 +149,9 @@ def test_emoji_hosts_paths_and_twin_idn_names_read_back(tmp_path):
             KNOCKSSH_CONFIG=str(config),
         )
         assert done.returncode == 0, done.stderr
-        checked = knockssh(tmp_path, "check", host, KNOCKSSH_CONFIG=str(config))
+        checked = knockssh(
+            tmp_path, "check", host, "-F", str(ssh_config), KNOCKSSH_CONFIG=str(config)
+        )
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert f"match {host}".encode() in checked.stdout
     assert len(os.listdir(config.parent / "secrets")) == 3  # é and è: two files
@@ -164,7 +173,8 @@ def test_relative_config_locations_store_absolute_paths(tmp_path):
     assert done.returncode == 0, done.stderr
     assert f'secret_file = "{work}/secrets/y.test.secret"' in (work / "rel.toml").read_text()
     elsewhere = knockssh(tmp_path, "check", "y.test", KNOCKSSH_CONFIG=str(work / "rel.toml"))
-    assert elsewhere.returncode == 0, elsewhere.stdout
+    assert b"error: secret" not in elsewhere.stdout
+    assert b"secret: from secret_file" in elsewhere.stdout
 
 
 def test_check_prints_no_control_character_from_the_mapping_file(tmp_path):

@@ -187,7 +187,9 @@ def test_config_path_precedence():
     env = {"XDG_CONFIG_HOME": "/x"}
     assert mapping.config_path(None, env) == ("/x/knockssh/hosts.toml", False)
     assert mapping.config_path("/c.toml", env) == ("/c.toml", True)
-    assert mapping.config_path("/c.toml", {**env, "KNOCKSSH_CONFIG": "/e.toml"})[0] == "/e.toml"
+    both = {**env, "KNOCKSSH_CONFIG": "/e.toml"}
+    assert mapping.config_path("/c.toml", both) == ("/c.toml", True)  # the command line wins
+    assert mapping.config_path(None, both) == ("/e.toml", True)
 
 
 def test_missing_default_file_maps_nothing(tmp_path):
