@@ -259,6 +259,8 @@ def remove(host: str, cli_config: str | None, env: Mapping[str, str]) -> tuple[s
     check_host(host)
     path, _ = mapping.config_path(cli_config, env)
     directory = os.path.dirname(path)
+    if not os.path.lexists(path):
+        raise KnocksshError(f"{path}: no mapping file, so no entry for {host}")
     with _locked(directory):
         target, old, mode = _current(path)
         if not old:

@@ -38,17 +38,18 @@ def knockssh_path() -> str:
     return found if found != "knockssh" else f"{sys.executable} -m knockssh"
 
 
-def proxy_program() -> str:
+def proxy_program(mine: str | None = None, default_path: str | None = None) -> str:
     """How ssh_config should name this knockssh: ``knockssh`` when the system's
     default PATH (confstr CS_PATH: what cron, desktop launchers and VS Code may
     have) finds this very program, else its absolute path (shell-quoted, ``%``
     doubled for ssh)."""
-    mine = knockssh_path()
-    try:
-        default = os.confstr("CS_PATH") or "/bin:/usr/bin"
-    except (ValueError, OSError):
-        default = "/bin:/usr/bin"
-    found = shutil.which("knockssh", path=default)
+    mine = knockssh_path() if mine is None else mine
+    if default_path is None:
+        try:
+            default_path = os.confstr("CS_PATH") or "/bin:/usr/bin"
+        except (ValueError, OSError):
+            default_path = "/bin:/usr/bin"
+    found = shutil.which("knockssh", path=default_path)
     if found and os.path.realpath(found) == os.path.realpath(mine):
         return "knockssh"
     words = mine.rsplit(" ", 2) if mine.endswith(" -m knockssh") else [mine]
