@@ -81,24 +81,24 @@ def report(
     lines = [f"mapping file: {hostmap.path} ({count})"]
     entries = hostmap.entries
     ok = True
-    if host is not None:
-        entry = hostmap.lookup(host)
+    ssh_lines: list[str] = []
+    target = host
+    if host is not None:  # knockssh is given ssh's HostName (%h), so look that up
+        ssh_lines, ok, hostname = _ssh(host, ssh_args)
+        target = hostname or host
+        if target.lower() != host.lower():
+            lines.append(f"{host}: ssh connects to HostName {target}")
+        entry = hostmap.lookup(target)
         if entry is None:
-            lines.append(f"{host}: {hostmap.unmatched(host)}: ssh connects without knocking")
-            ok = False
+            lines.append(f"{target}: {hostmap.unmatched(target)}: ssh connects without knocking")
+            ok, ssh_lines = False, []
         entries = () if entry is None else (entry,)
     for entry in entries:
-        entry_lines, fine = _entry(entry, host, at, env)
+        entry_lines, fine = _entry(entry, target, at, env)
         lines += entry_lines
         ok = ok and fine
     if host is not None:
-        names: tuple[str, ...] = (host,)
-        if entries:
-            ssh_lines, fine, hostname = _ssh(host, ssh_args)
-            lines += ssh_lines
-            ok = ok and fine
-            names += (hostname,) if hostname and hostname != host else ()
-        lines += _failures(env, names)
+        lines += ssh_lines + _failures(env, (host, str(target)))
     return "\n".join(lines) + "\n", ok
 
 
@@ -139,8 +139,8 @@ def _entry(
 
 
 def _ssh(host: str, ssh_args: tuple[str, ...]) -> tuple[list[str], bool, str]:
-    """Whether ``ssh -G HOST`` runs knockssh (None: ssh cannot tell, not counted as a
-    failure: paramiko needs no ssh), and the HostName it resolves HOST to."""
+    """Whether ``ssh -G HOST`` runs knockssh (if ssh cannot tell, that is not counted
+    as a failure: paramiko needs no ssh), and the HostName it resolves HOST to."""
     from .wrappers import proxy_program, ssh_config_of
 
     config = ssh_config_of([*ssh_args, host])
@@ -169,7 +169,7 @@ def _ssh(host: str, ssh_args: tuple[str, ...]) -> tuple[list[str], bool, str]:
 def _failures(env: Mapping[str, str], names: tuple[str, ...]) -> list[str]:
     from .failures import log_path, recent
 
-    found = recent(env, names)
+    found = recent(env, tuple(dict.fromkeys(n.lower() for n in names)))
     if not found:
         return [f"no failure of {names[0]} in {log_path(env)}"]
     return [f"last failures of {names[0]} (from {log_path(env)}):", *(f"  {f}" for f in found)]

@@ -113,8 +113,9 @@ def test_check_host_shows_its_newest_failures_and_only_its_own(tmp_path):
 
 
 def test_check_finds_failures_recorded_under_the_hostname_ssh_resolves(tmp_path):
-    """ssh gives the ProxyCommand %h after HostName: failures are kept under it."""
-    add(tmp_path, "alias")
+    """ssh gives the ProxyCommand %h after HostName: the mapping file is read, and
+    failures are kept, under it."""
+    add(tmp_path, "real.example")
     log = tmp_path / "state" / "knockssh" / "failures.log"
     log.parent.mkdir(parents=True)
     log.write_text("2026-12-01T10:00:00Z real.example port 22: refused\n")
@@ -122,6 +123,9 @@ def test_check_finds_failures_recorded_under_the_hostname_ssh_resolves(tmp_path)
         tmp_path, "Host alias\n  HostName real.example\n  ProxyCommand knockssh %h %p\n"
     )
     done = run(tmp_path, "check", "alias", "-F", config)
+    assert done.returncode == 0, done.stdout
+    assert b"alias: ssh connects to HostName real.example" in done.stdout
+    assert b"host entry 1: match real.example" in done.stdout
     assert b"real.example port 22: refused" in done.stdout
 
 

@@ -83,3 +83,53 @@ def test_man_finds_the_pages_of_a_venv_install(tmp_path):
             ["man", "-w", name], capture_output=True, text=True, env=env, check=False
         )
         assert done.stdout.strip() == f"{venv}/share/man/{found}", done
+
+
+README_MAN_FIX = "for s in 1 8; do mkdir -p ~/.local/share/man/man$s"
+
+
+def readme_man_fix():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        lines = [line.strip() for line in f if README_MAN_FIX in line]
+    assert len(lines) == 1
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wheel")
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), ROOT]
+    subprocess.run(build, check=True, capture_output=True, timeout=300)
+    (found,) = out.glob("knockssh-*.whl")
+    return found
+
+
+@pytest.mark.parametrize("pipx_version", ["1.1.0", "1.18.4"])  # Debian 12's; PyPI's
+def test_man_finds_the_pages_after_pipx_install(tmp_path, wheel, pipx_version):
+    """With pipx >= 1.5 man finds the pages at once; with Debian's 1.1.0 after the
+    README's one line."""
+    need_man()
+    tools = tmp_path / "pipx-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(tools)], check=True)
+    pip = [str(tools / "bin" / "pip"), "install", "-q", f"pipx=={pipx_version}"]
+    subprocess.run(pip, check=True, capture_output=True, timeout=300)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home), "PATH": f"{home}/.local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+    install = [str(tools / "bin" / "pipx"), "install", str(wheel)]
+    done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    def where(name):
+        return subprocess.run(["man", "-w", name], capture_output=True, text=True, env=env)
+
+    if pipx_version == "1.1.0":
+        assert where("knockssh").returncode != 0  # what the user saw
+        subprocess.run(["sh", "-c", readme_man_fix()], env=env, check=True, timeout=30)
+    for name, found in (
+        ("knockssh", "man1/knockssh.1"),
+        ("knockssh-rotator", "man8/knockssh-rotator.8"),
+    ):
+        done = where(name)  # man shows a linked page by its target
+        assert done.returncode == 0 and done.stdout.strip().endswith(f"/share/man/{found}"), done
+        assert os.path.samefile(done.stdout.strip(), home / ".local/share/man" / found)

@@ -8,6 +8,7 @@ with throwaway keys, and a firewall (iptables + ip6tables, or one nftables table
 for both families) that drops new connections to sshd unless a knock opened the
 door. Root only. Used by the pytest fixtures, the README demo and bench/.
 
+    lab.py install                              the Debian packages the lab needs
     lab.py up [--name N] [--firewall iptables|nftables] [--link PROFILE]  -> the state dir
     lab.py status [--name N]
     lab.py down [--name N]
@@ -56,7 +57,16 @@ from lab_base import (
     write_private,
 )
 from lab_capture import Capture
-from lab_files import ETC_HOSTS, LINKS, hosts_toml, knockd_conf, link_spec, ssh_config, sshd_config
+from lab_files import (
+    ETC_HOSTS,
+    LINKS,
+    hosts_toml,
+    how_to_use,
+    knockd_conf,
+    link_spec,
+    ssh_config,
+    sshd_config,
+)
 from lab_firewalls import FIREWALLS, Firewall
 from lab_hosts import HOST_KINDS, ContainerHost, Host, SystemdHost
 
@@ -410,46 +420,6 @@ class Lab:
         )
 
 
-def demo(link: str = "lan") -> int:
-    lab = Lab(new_name())
-    print(
-        f"== bringing up the lab {lab.name}: knockd + sshd + DROP firewall "
-        f"in netns {lab.server_ns}, link {link} ({link_spec(link) or 'veth'})",
-        flush=True,
-    )
-    lab.up(link=link)
-    try:
-        print(f"== {lab.status()}", flush=True)
-        print(
-            f"== ssh -F {lab.ssh_config} lab  (ProxyCommand knockssh %h %p; -v shows each step)",
-            flush=True,
-        )
-        cfg = lab.path("ssh_config.demo")
-        with open(lab.ssh_config) as src, open(cfg, "w") as dst:
-            dst.write(
-                src.read().replace("ProxyCommand knockssh %h %p", "ProxyCommand knockssh -v %h %p")
-            )
-        done = lab.in_client(
-            [
-                "ssh",
-                "-F",
-                cfg,
-                "lab",
-                "echo session running: $(id -un)@$(hostname) sees $SSH_CONNECTION",
-            ]
-        )
-        door = "open" if lab.door_open() else "closed"
-        print(
-            f"== door after the session: {door} "
-            f"(knockd closes it after cmd_timeout={lab.cmd_timeout}s)",
-            flush=True,
-        )
-        return done.returncode
-    finally:
-        print(f"== tearing down {lab.name}", flush=True)
-        lab.down()
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -479,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lab: {reason}", file=sys.stderr)
         return 1
     if args.action == "demo":
+        from lab_demo import demo
+
         return demo(args.link)
     lab = Lab(args.name)
     if args.action == "up":
@@ -488,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"lab: {exc}", file=sys.stderr)
             return 2
         print(lab.dir)
+        print(how_to_use(lab), file=sys.stderr)
     elif args.action == "down":
         lab.down()
     print(lab.status())

@@ -134,3 +134,17 @@ def link_spec(link: str) -> str | None:
 
     parse_spec(link)  # refuse a bad spec before anything is made
     return link
+
+
+def how_to_use(lab: Lab) -> str:
+    """What ``up`` tells a person: the commands to use the lab from a shell."""
+    client = f"ip netns exec {lab.client_ns} env KNOCKSSH_CONFIG={lab.hosts_toml}"
+    return (
+        f"the lab {lab.name} is up. The client is network namespace {lab.client_ns};"
+        f" from your shell (as root, with knockssh on PATH):\n"
+        f"  {client} ssh -F {lab.ssh_config} lab hostname\n"
+        f"  {client} knockssh check lab -F {lab.ssh_config}\n"
+        f"  ip netns exec {lab.client_ns} bash     (a shell on the client)\n"
+        f"Each 'up' makes a new secret and new ssh keys: use the files of {lab.dir}.\n"
+        f"When done: server/lab/lab.sh down --name {lab.name}"
+    )

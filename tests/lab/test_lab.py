@@ -1,11 +1,13 @@
 """End to end against real knockd, sshd and a firewall in network namespaces."""
 
 import os
+import socket
 import subprocess
+import sys
 import time
 
 import pytest
-from helpers import copy_round_trip, paramiko_both_ways
+from helpers import ROOT, copy_round_trip, paramiko_both_ways
 from lab import (
     CMD_TIMEOUT,
     PERIOD,
@@ -340,14 +342,28 @@ def test_bad_mapping_file_one_line_error(fresh, record, tmp_path):
     assert b"Traceback" not in done.stderr
 
 
-def test_nftables_firewall(record):
+def test_nftables_firewall_brought_up_as_a_person_does(record):
+    """lab.py up, then the commands it printed, pasted into a shell."""
     other = Lab(new_name())
-    other.up("nftables")
+    lab_py = os.path.join(ROOT, "server", "lab", "lab.py")
     try:
+        up = subprocess.run(
+            [sys.executable, lab_py, "up", "--name", other.name, "--firewall", "nftables"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert up.returncode == 0 and up.stdout.split("\n")[0] == other.dir, up.stderr
+        assert f"server/lab/lab.sh down --name {other.name}" in up.stderr
         assert not other.door_open()
-        done = ssh(other, record, "lab", "echo nft ok")
-        assert done.returncode == 0 and done.stdout == b"nft ok\n", done.stderr
+        pasted = [line.strip() for line in up.stderr.splitlines() if "ip netns exec" in line]
+        ssh_line = next(line for line in pasted if " ssh -F " in line)
+        done = record(subprocess.run(["sh", "-c", ssh_line], capture_output=True, timeout=60))
+        assert done.returncode == 0 and done.stdout.decode().strip() == socket.gethostname()
         assert other.door_open()
+        check_line = next(line for line in pasted if "knockssh check lab" in line)
+        done = record(subprocess.run(["sh", "-c", check_line], capture_output=True, timeout=60))
+        assert done.returncode == 0 and b"ssh runs knockssh for lab" in done.stdout, done.stdout
     finally:
         other.down()
     assert not os.path.exists(other.dir)
