@@ -36,6 +36,10 @@ def main(argv: list[str] | None = None, find: FindKnockd | None = None) -> int:
             from .commands import check
 
             return check.main(argv[1:])
+        if argv[:1] == ["uninit"]:
+            from .commands import uninit
+
+            return uninit.main(argv[1:])
         return _rotate(argv, out, find)
     except SchemeError as exc:
         out.error(str(exc))

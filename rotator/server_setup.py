@@ -181,6 +181,9 @@ def sshd_port(sshd_config: str) -> int:
 
 
 UNITS = ("knockssh-rotator.service", "knockssh-rotator.timer")  # in rotator/units/
+PROGRAM = (
+    "/usr/local/bin/knockssh-rotator"  # ExecStart= of rotator/units/ (the package's: /usr/bin)
+)
 KNOCKD_DROPIN = "/etc/systemd/system/knockd.service.d/knockssh.conf"
 KNOCKD_DROPIN_TEXT = """\
 # /etc/systemd/system/knockd.service.d/knockssh.conf (knockssh-rotator init writes it).
@@ -195,6 +198,30 @@ RestartSec=1
 """
 
 
+INIT_RECORD = "/etc/knockssh/init.conf"  # what a run of init's script set up: uninit reads it
+UNIT_DIR = "/etc/systemd/system"
+KNOCKD_BACKUP = "/etc/knockd.conf.before-knockssh"
+# where a package's units are: there, init writes no unit and no drop-in of its own
+PACKAGED_UNIT_DIRS = ("/lib/systemd/system", "/usr/lib/systemd/system")
+
+
+def record_text(port: int, firewall: str) -> str:
+    return f"# written by the script of knockssh-rotator init\nPORT={port}\nFIREWALL={firewall}\n"
+
+
+def parse_record(text: str) -> tuple[int | None, str | None]:
+    """The port and firewall an init record names (None: not there, or not valid)."""
+    port: int | None = None
+    firewall: str | None = None
+    for line in text.splitlines():
+        key, _, value = line.strip().partition("=")
+        if key == "PORT" and value.isascii() and value.isdigit() and 0 < int(value) < 65536:
+            port = int(value)
+        elif key == "FIREWALL" and value in FIREWALLS:
+            firewall = value
+    return port, firewall
+
+
 def setup_script(
     interface: str,
     port: int,
@@ -203,9 +230,12 @@ def setup_script(
     env_file: str,
     host: str,
     units: dict[str, str],
+    packaged: bool = False,
 ) -> str:
     """What ``knockssh-rotator init`` prints: a shell script to read, then to run
-    (``knockssh-rotator init | sh``). It holds no secret: the env file does.
+    (``knockssh-rotator init | sh``). It holds no secret: the env file does. With
+    ``packaged`` (the Debian package), the units and knockd's drop-in are the
+    package's: the script writes none.
 
     It runs as root, so nothing given may add a line to it: the values are checked
     here again (ValueError), whatever the caller checked."""
@@ -230,7 +260,7 @@ def setup_script(
         "# knockd.conf (the one it replaces is kept as /etc/knockd.conf.before-knockssh,"
         " or with the time after that name when such a copy exists already)",
         "if [ -e /etc/knockd.conf ]; then",
-        "  backup=/etc/knockd.conf.before-knockssh",
+        f"  backup={KNOCKD_BACKUP}",
         '  [ ! -e "$backup" ] || backup="$backup.$(date +%Y%m%dT%H%M%S).$$"',
         '  cp -p /etc/knockd.conf "$backup"',
         "fi",
@@ -240,17 +270,72 @@ def setup_script(
         f"# the firewall: established sessions kept, new ones to port {port} dropped unless a"
         " door admits them, IPv4 and IPv6; saved for boot",
         *firewall_commands(port, firewall),
-        "# knockd restarted whenever it ends: it is the only way in",
-        f"install -d {KNOCKD_DROPIN.rsplit('/', 1)[0]}",
-        f"cat > {KNOCKD_DROPIN} <<'EOF'\n{KNOCKD_DROPIN_TEXT}EOF",
-        "# the rotator's units, then knockd and the timer",
-        *(f"cat > /etc/systemd/system/{name} <<'EOF'\n{text}EOF" for name, text in units.items()),
+        "# what was set up, for 'knockssh-rotator uninit'",
+        f"install -d -m 700 {INIT_RECORD.rsplit('/', 1)[0]}",
+        f"install -m 600 /dev/null {INIT_RECORD}",
+        f"cat > {INIT_RECORD} <<'EOF'\n{record_text(port, firewall)}EOF",
+        *(
+            ["# knockd restarted whenever it ends, and the rotator's units: the package's"]
+            if packaged
+            else [
+                "# knockd restarted whenever it ends: it is the only way in",
+                f"install -d {KNOCKD_DROPIN.rsplit('/', 1)[0]}",
+                f"cat > {KNOCKD_DROPIN} <<'EOF'\n{KNOCKD_DROPIN_TEXT}EOF",
+                "# the rotator's units",
+                *(f"cat > {UNIT_DIR}/{name} <<'EOF'\n{text}EOF" for name, text in units.items()),
+            ]
+        ),
+        "# then knockd and the timer",
         "systemctl daemon-reload",
         "systemctl enable knockd.service knockssh-rotator.timer",
         "systemctl restart knockd.service",
         "systemctl start knockssh-rotator.timer knockssh-rotator.service",
         f"# clients: knockssh add {host} --service {service} --secret-stdin"
         f"   (with the secret from {env_file})",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def uninit_script(port: int, firewall: str) -> str:
+    """What ``knockssh-rotator uninit`` prints: init undone, in the order that never
+    locks anyone out. New connections to ``port`` are admitted first; then the
+    rotator stops, knockd.conf comes back as it was before init (the first backup)
+    and knockd restarts on it, and what init wrote is removed. The rule init added
+    for established sessions stays (it may be the admin's own, and it admits only
+    what is already admitted); the secret stays in the env file (purge removes it)."""
+    if firewall not in FIREWALLS or not 0 < port < 65536:
+        raise ValueError(f"firewall {firewall!r}, port {port}")
+    if firewall == "nftables":
+        opened = [
+            f"nft delete table inet {NFT_TABLE} 2>/dev/null || true",
+            "nft list ruleset > /etc/nftables.conf",
+        ]
+    else:
+        opened = [
+            f"while {tool} -C INPUT -p tcp --dport {port} -j DROP 2>/dev/null; do "
+            f"{tool} -D INPUT -p tcp --dport {port} -j DROP; done"
+            for tool in ("iptables", "ip6tables")
+        ]
+        opened.append("netfilter-persistent save")
+    units = " ".join(f"{UNIT_DIR}/{name}" for name in UNITS)
+    lines = [
+        "#!/bin/sh",
+        f"# knockssh-rotator uninit: ssh port {port} reachable without a knock again, as",
+        "# before init. Read this, then run it:  knockssh-rotator uninit | sh",
+        "set -eu",
+        f"# the firewall ({firewall}) first: whatever fails after this, nobody is locked out",
+        *opened,
+        "# the rotator stops",
+        "systemctl disable --now knockssh-rotator.timer 2>/dev/null || true",
+        "systemctl stop knockssh-rotator.service 2>/dev/null || true",
+        f"rm -f {units} {KNOCKD_DROPIN} {INIT_RECORD}",
+        f"rmdir {KNOCKD_DROPIN.rsplit('/', 1)[0]} 2>/dev/null || true",
+        "systemctl daemon-reload",
+        "# knockd.conf as it was before init, and knockd on it",
+        f"if [ -e {KNOCKD_BACKUP} ]; then mv {KNOCKD_BACKUP} /etc/knockd.conf; fi",
+        "systemctl try-restart knockd.service",
+        f"# the secret stays in {ENV_FILE}: remove it (apt purge does) before a new init",
         "",
     ]
     return "\n".join(lines)

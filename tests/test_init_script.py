@@ -114,3 +114,105 @@ def test_no_value_adds_a_line_to_the_script(service, interface, env_file, host):
 def test_setup_script_refuses_what_could_break_it(service):
     with pytest.raises(ValueError):
         server_setup.setup_script("eth0", 22, "iptables", service, "/e.env", "h", UNITS)
+
+
+ROUND_TRIP = r"""
+set -eu
+mount -t tmpfs knockssh-test /etc
+mkdir -p /etc/systemd/system /etc/ssh
+printf 'the admin knockd.conf\n' > /etc/knockd.conf
+printf 'Port 2222\n' > /etc/ssh/sshd_config
+rotator() { "$PYTHON" -c 'import sys; from rotator.cli import main; sys.exit(main())' "$@"; }
+rotator init --interface lo --firewall iptables > "$TMP/init.sh"
+PATH="$TMP/stubs:$PATH" sh "$TMP/init.sh" > "$TMP/init.out" 2>&1
+find /etc -type f | sort > "$TMP/after-init"
+printf 'Port 22\n' > /etc/ssh/sshd_config  # uninit takes the port init used, from its record
+rotator uninit > "$TMP/uninit.sh"
+echo "--- uninit" >> "$TMP/stubs.log"
+PATH="$TMP/stubs:$PATH" sh "$TMP/uninit.sh" > "$TMP/uninit.out" 2>&1
+find /etc -type f | sort > "$TMP/after-uninit"
+cp /etc/knockd.conf "$TMP/knockd.conf"
+"""
+
+# a firewall holding init's DROP rule once: -C finds it until -D removes it
+IPTABLES_STUB = """#!/bin/sh
+echo "$(basename "$0") $*" >> "$TMP/stubs.log"
+case "$*" in
+  "-C INPUT -p tcp --dport 2222 -j DROP") [ ! -e "$TMP/dropped-$(basename "$0")" ] ;;
+  "-D INPUT -p tcp --dport 2222 -j DROP") touch "$TMP/dropped-$(basename "$0")" ;;
+esac
+"""
+
+
+def test_uninit_undoes_init_and_opens_the_port_first(tmp_path):
+    stubs = tmp_path / "stubs"
+    stubs.mkdir()
+    for name in STUBS:
+        text = (
+            IPTABLES_STUB
+            if name.endswith("tables")
+            else f'#!/bin/sh\necho "{name} $*" >> "$TMP/stubs.log"\n'
+        )
+        (stubs / name).write_text(text)
+        (stubs / name).chmod(0o755)
+    env = {**os.environ, "PYTHONPATH": ROOT, "PYTHON": sys.executable, "TMP": str(tmp_path)}
+    done = subprocess.run(
+        ["unshare", "--mount", "--fork", "sh", "-c", ROUND_TRIP],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, (done.stderr, (tmp_path / "stubs.log").read_text())
+    after_init = (tmp_path / "after-init").read_text().split()
+    assert server_setup.INIT_RECORD in after_init and server_setup.KNOCKD_DROPIN in after_init
+    assert "/etc/systemd/system/knockssh-rotator.timer" in after_init
+    left = (tmp_path / "after-uninit").read_text().split()
+    assert left == ["/etc/knockd.conf", "/etc/knockssh/rotator.env", "/etc/ssh/sshd_config"]
+    assert (tmp_path / "knockd.conf").read_text() == "the admin knockd.conf\n"
+    log = (tmp_path / "stubs.log").read_text().splitlines()
+    uninit = log[log.index("--- uninit") + 1 :]
+    assert uninit[:4] == [
+        "iptables -C INPUT -p tcp --dport 2222 -j DROP",
+        "iptables -D INPUT -p tcp --dport 2222 -j DROP",
+        "iptables -C INPUT -p tcp --dport 2222 -j DROP",
+        "ip6tables -C INPUT -p tcp --dport 2222 -j DROP",
+    ]  # the port is open again before anything else is touched
+    assert "systemctl disable --now knockssh-rotator.timer" in uninit
+    assert uninit[-1] == "systemctl try-restart knockd.service"
+
+
+def test_init_names_the_rotator_it_runs_in_the_unit(tmp_path):
+    """Run as /some/dir/knockssh-rotator (a venv, pip --user), the unit starts that
+    one, not /usr/local/bin's."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    launcher = bin_dir / "knockssh-rotator"
+    launcher.write_text(
+        f"#!{sys.executable}\nimport sys\nfrom rotator.cli import main\nsys.exit(main())\n"
+    )
+    launcher.chmod(0o755)
+    env = {**os.environ, "PYTHONPATH": ROOT, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    done = subprocess.run(
+        ["knockssh-rotator", "init", "--interface", "lo", "--env-file", str(tmp_path / "r.env")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"ExecStart={launcher} --config /etc/knockd.conf" in done.stdout
+    assert "/usr/local/bin/knockssh-rotator" not in done.stdout
+
+
+def test_uninit_script_refuses_what_it_cannot_write():
+    for firewall, port in (("pf", 22), ("iptables", 0), ("nftables", 65536)):
+        with pytest.raises(ValueError):
+            server_setup.uninit_script(port, firewall)
+    assert server_setup.parse_record("PORT=99999\nFIREWALL=pf\n") == (None, None)
+    assert server_setup.parse_record(server_setup.record_text(2222, "nftables")) == (
+        2222,
+        "nftables",
+    )

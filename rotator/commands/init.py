@@ -56,10 +56,25 @@ def main(argv: list[str]) -> int:
             return 2 if option != "--interface" or args.interface else 1
     port = args.port or server_setup.sshd_port(read_or_empty("/etc/ssh/sshd_config"))
     firewall = args.firewall or ("iptables" if shutil.which("iptables") else "nftables")
+    packaged = any(
+        os.path.exists(os.path.join(d, server_setup.UNITS[0]))
+        for d in server_setup.PACKAGED_UNIT_DIRS
+    )
     here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "units")
-    units = {name: _unit(os.path.join(here, name)) for name in server_setup.UNITS}
+    program = _this_program()
+    units = {
+        name: _unit(os.path.join(here, name)).replace(server_setup.PROGRAM, program)
+        for name in server_setup.UNITS
+    }
     script = server_setup.setup_script(
-        interface, port, firewall, args.service, args.env_file, os.uname().nodename, units
+        interface,
+        port,
+        firewall,
+        args.service,
+        args.env_file,
+        os.uname().nodename,
+        {} if packaged else units,
+        packaged,
     )
     secret = secrets.token_hex(32)
     try:
@@ -73,6 +88,22 @@ def main(argv: list[str]) -> int:
         return 1
     text = script + (f"# secret: {secret}\n" if args.show_secret else "")
     return write_out(text, out)
+
+
+def _this_program() -> str:
+    """The knockssh-rotator running now, as the unit should start it: its path as
+    found on PATH (a link in /usr/local/bin stays a link: a rebuilt venv keeps
+    working); the units' own path when it cannot be told or cannot be written in a
+    unit (a space, a quote, a control character)."""
+    import shutil
+    import sys
+
+    found = (
+        shutil.which(sys.argv[0]) if os.path.basename(sys.argv[0]) == "knockssh-rotator" else None
+    )
+    path = os.path.abspath(found) if found else ""
+    tame = path.isascii() and path.isprintable() and not set(path) & set(" '\"\\$%;")
+    return path if found and tame else server_setup.PROGRAM
 
 
 def _unit(path: str) -> str:
