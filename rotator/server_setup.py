@@ -186,7 +186,8 @@ PROGRAM = (
 )
 KNOCKD_DROPIN = "/etc/systemd/system/knockd.service.d/knockssh.conf"
 KNOCKD_DROPIN_TEXT = """\
-# /etc/systemd/system/knockd.service.d/knockssh.conf (knockssh-rotator init writes it).
+# knockd.service.d/knockssh.conf: knockssh-rotator init writes it in /etc/systemd/system,
+# the Debian package knockssh-server installs it in /lib/systemd/system.
 # Behind a knock, knockd is the only way in: whenever it ends (a crash, an exit with
 # status 0 on a poll error, an OOM kill), systemd starts it again, without a limit.
 [Unit]
@@ -326,9 +327,9 @@ def uninit_script(port: int, firewall: str) -> str:
         "set -eu",
         f"# the firewall ({firewall}) first: whatever fails after this, nobody is locked out",
         *opened,
-        "# the rotator stops",
+        "# the rotator stops, with the runs it scheduled (systemd-run's knockssh-rotator-at-*)",
         "systemctl disable --now knockssh-rotator.timer 2>/dev/null || true",
-        "systemctl stop knockssh-rotator.service 2>/dev/null || true",
+        "systemctl stop 'knockssh-rotator-at-*.timer' knockssh-rotator.service 2>/dev/null || true",
         f"rm -f {units} {KNOCKD_DROPIN} {INIT_RECORD}",
         f"rmdir {KNOCKD_DROPIN.rsplit('/', 1)[0]} 2>/dev/null || true",
         "systemctl daemon-reload",

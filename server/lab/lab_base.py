@@ -56,6 +56,13 @@ PACKAGES = {  # command -> Debian package
     "conmon": "conmon",
     "netavark": "netavark",
     "catatonit": "catatonit",
+    # the Debian package (dpkg-buildpackage, as debian/control's Build-Depends say)
+    "dh": "debhelper",
+    "dh_python3": "dh-python",
+    "lintian": "lintian",
+    "/usr/share/dh-python/dhpython/build/plugin_pyproject.py": "pybuild-plugin-pyproject",
+    "/usr/share/doc/python3-all": "python3-all",
+    "/usr/lib/python3/dist-packages/setuptools": "python3-setuptools",
 }
 
 
@@ -69,7 +76,13 @@ def run(
 
 def missing_tools() -> list[str]:
     paths = os.environ.get("PATH", "") + ":/usr/sbin:/sbin:/usr/lib/podman"
-    return sorted({pkg for cmd, pkg in PACKAGES.items() if not shutil.which(cmd, path=paths)})
+    return sorted(
+        {
+            pkg
+            for cmd, pkg in PACKAGES.items()
+            if not (os.path.exists(cmd) if cmd.startswith("/") else shutil.which(cmd, path=paths))
+        }
+    )
 
 
 def install_missing() -> None:

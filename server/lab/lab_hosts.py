@@ -71,9 +71,30 @@ class NamespaceHost(Host):
         )
 
 
-def checkout_with_wheel(lab: Lab) -> str:
+DEB_BUILD_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # Debian's python3, not a venv's or pyenv's
+
+
+def build_debs(src: str) -> list[str]:
+    """``dpkg-buildpackage -us -uc -b`` in the copy ``src``, as the README says; the
+    packages (written beside ``src``) moved into it, for the guest, which sees ``src``."""
+    env = {**os.environ, "PATH": DEB_BUILD_PATH, "DEB_BUILD_OPTIONS": "nocheck"}
+    done = run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=src, env=env, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"dpkg-buildpackage failed: {(done.stdout + done.stderr)[-1500:]}")
+    parent = os.path.dirname(src)
+    debs = []
+    for name in sorted(os.listdir(parent)):
+        if name.endswith((".deb", ".changes", ".buildinfo")):
+            if name.endswith(".deb"):
+                debs.append(os.path.join(src, name))
+            os.replace(os.path.join(parent, name), os.path.join(src, name))
+    return debs
+
+
+def checkout_with_wheel(lab: Lab, debs: bool = False) -> str:
     """A copy of the checkout in the lab's directory, with the wheel built from it
-    in dist/, as an admin has it; and the default route a server has."""
+    in dist/ (and with ``debs`` the Debian packages), as an admin has it; and the
+    default route a server has."""
     run(["ip", "route", "add", "default", "via", CLIENT_IP], ns=lab.server_ns)
     skip = shutil.ignore_patterns(
         ".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "rootfs.tar"
@@ -81,6 +102,8 @@ def checkout_with_wheel(lab: Lab) -> str:
     src = lab.path("src")
     shutil.copytree(ROOT, src, ignore=skip)
     run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", f"{src}/dist", src])
+    if debs:
+        build_debs(src)
     return src
 
 
@@ -96,7 +119,7 @@ class SystemdHost(Host):
 
     def start(self) -> None:
         lab = self.lab
-        checkout_with_wheel(lab)
+        checkout_with_wheel(lab, debs=lab.setup() == "quick-start")
         guest = self.guest()
         guest.boot()
         heading, after = systemd_host.SETUPS[lab.setup()]
