@@ -178,11 +178,11 @@ def rotator_sections(sections: list[Section]) -> list[Section]:
 
 
 def _replace_value(line: str, value: str) -> str:
+    """The line with its value (never empty: parse() refused an empty sequence)
+    replaced, the space around it kept."""
     eq = line.index("=")
     rest = line[eq + 1 :]
     body = rest.strip(WS)
-    if not body:
-        return line[: eq + 1] + " " + value + rest
     lead = len(rest) - len(rest.lstrip(WS))
     start = eq + 1 + lead
     return line[:start] + value + line[start + len(body) :]

@@ -88,10 +88,171 @@ FAULTS = [
 ]  # fmt: skip
 
 
+EXACT = {  # each fault's whole line: what is wrong, and the fix
+    'unreadable conf': '/etc/knockd.conf: cannot read -- fix: knockssh-rotator init prints one',
+    'conf does not parse': "/etc/knockd.conf: line 14: syntax error: 'frob' is not KEY = VALUE -- fix: edit /etc/knockd.conf",
+    'no rotator section': '/etc/knockd.conf has no *_ROTATOR section: nothing rotates -- fix: knockssh-rotator init prints one',
+    'interface missing': "knockd listens on eth0, which this machine does not have -- fix: set 'Interface = ens5' (the default route's) in /etc/knockd.conf, then systemctl restart knockd.service",
+    'interface down': "knockd's interface ens5 is down -- fix: ip link set ens5 up",
+    'knockd -i wins': "knockd listens on eth1, which this machine does not have -- fix: set 'Interface = ens5' (the default route's) in /etc/knockd.conf, then systemctl restart knockd.service",
+    'knockd not running': 'knockd is not running -- fix: systemctl enable --now knockd.service',
+    'no drop': 'new connections to port 22 are not dropped over IPv4: the knock protects nothing there -- fix: knockssh-rotator init prints the firewall commands',
+    'ipv6 open': 'new connections to port 22 are not dropped over IPv6: the knock protects nothing there -- fix: knockssh-rotator init prints the firewall commands',
+    'no established': 'no ESTABLISHED,RELATED accept over IPv4: sessions die when the door closes -- fix: iptables -I INPUT 1 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT',
+    'not idempotent': '/etc/knockd.conf [ssh_ROTATOR]: start_command is not idempotent: a second knock adds a second rule, and the stop_command removes only one -- fix: check first: iptables -C RULE || iptables -I RULE',
+    'no %IP%': '/etc/knockd.conf [ssh_ROTATOR]: stop_command does not use %IP% -- fix: -s %IP%',
+    'seq_timeout': '/etc/knockd.conf [ssh_ROTATOR]: seq_timeout = 600 does not fit a 21600 s period (want 1 to 60) -- fix: edit seq_timeout in /etc/knockd.conf',
+    'cmd_timeout': '/etc/knockd.conf [ssh_ROTATOR]: cmd_timeout = 99999 does not fit a 21600 s period (want 1 to 21599) -- fix: edit cmd_timeout in /etc/knockd.conf',
+    'env missing': '/etc/knockssh/rotator.env is missing -- fix: knockssh-rotator init',
+    'env a directory': '/etc/knockssh/rotator.env cannot be read: is a directory, not a regular file -- fix: make /etc/knockssh/rotator.env a regular file readable by root (chmod 600)',
+    'env unreadable': '/etc/knockssh/rotator.env cannot be read: Permission denied -- fix: make /etc/knockssh/rotator.env a regular file readable by root (chmod 600)',
+    'env readable': '/etc/knockssh/rotator.env is readable by others (mode 644): it holds the secret -- fix: chmod 600 /etc/knockssh/rotator.env',
+    'placeholder': "/etc/knockssh/rotator.env: KNOCKD_ROTATOR_SECRET: this is the example's placeholder, not a secret: make one with `openssl rand -hex 64` -- fix: edit /etc/knockssh/rotator.env",
+    'no secret': '/etc/knockssh/rotator.env: KNOCKD_ROTATOR_SECRET: the shared secret is required -- fix: edit /etc/knockssh/rotator.env',
+    'timer inactive': 'nothing runs the rotator: the sequence never rotates -- fix: systemctl enable --now knockssh-rotator.timer',
+    'no follower': 'nothing runs the rotator: the sequence never rotates -- fix: run knockssh-rotator --follow under your init system',
+    'clock': 'the system clock is not NTP-synchronised: clients knock by the clock -- fix: apt install systemd-timesyncd (or chrony); timedatectl set-ntp true',
+    'knockd unsupervised': 'knockd.service is not restarted when knockd ends (Restart=no): a crash locks everyone out -- fix: install the drop-in knockssh-rotator init writes (/etc/systemd/system/knockd.service.d/knockssh.conf), then systemctl daemon-reload',
+    'superscript period': "/etc/knockssh/rotator.env: KNOCKD_ROTATOR_PERIOD_MODULO='²' is not a whole number (at most 12 digits) -- fix: edit /etc/knockssh/rotator.env",
+}  # fmt: skip
+
+
 @pytest.mark.parametrize(("name", "changes", "expected"), FAULTS, ids=[f[0] for f in FAULTS])
 def test_each_fault_gives_its_one_finding(name, changes, expected):
     found = [f.line() for f in doctor.findings(GOOD._replace(**changes))]
     assert len(found) == 1 and expected in found[0], found
+
+
+def test_each_fault_says_exactly_what_and_how_to_fix_it():
+    assert set(EXACT) == {f[0] for f in FAULTS}
+    for name, changes, _ in FAULTS:
+        assert [f.line() for f in doctor.findings(GOOD._replace(**changes))] == [EXACT[name]]
+
+
+def lines_of(**changes):
+    return [f.line() for f in doctor.findings(GOOD._replace(**changes))]
+
+
+def test_knockd_listens_on_eth0_without_an_interface_line():
+    conf = replace_in_conf("    Interface = ens5\n", "")
+    assert lines_of(conf_text=conf) == [
+        "knockd listens on eth0, which this machine does not have -- fix: set 'Interface = "
+        "ens5' (the default route's) in /etc/knockd.conf, then systemctl restart knockd.service"
+    ]
+    assert lines_of(conf_text=conf, default_interface=None) == [
+        "knockd listens on eth0, which this machine does not have -- fix: set Interface in "
+        "/etc/knockd.conf to this machine's interface"
+    ]
+    assert lines_of(conf_text=conf, interfaces={"eth0": True}) == []  # eth0 there: fine
+    gone = {"lo": True}  # the default route's interface is knockd's, and is gone
+    assert lines_of(interfaces=gone)[0].endswith("to this machine's interface")
+
+
+@pytest.mark.parametrize(
+    "key, value, period, fits",
+    [
+        ("seq_timeout", 1, 21600, True),
+        ("seq_timeout", 60, 21600, True),
+        ("seq_timeout", 61, 21600, False),
+        ("seq_timeout", 0, 21600, False),
+        ("cmd_timeout", 21599, 21600, True),
+        ("cmd_timeout", 21600, 21600, False),
+        ("cmd_timeout", 59, 60, True),
+        ("seq_timeout", 60, 60, False),  # not shorter than the period
+    ],
+)
+def test_timeouts_fit_the_period_at_their_edges(key, value, period, fits):
+    default = {"seq_timeout": "10", "cmd_timeout": "30"}[key]
+    conf = replace_in_conf(f"{key:<13} = {default}", f"{key:<13} = {value}")
+    env = {**GOOD.env_values, "KNOCKD_ROTATOR_PERIOD_MODULO": str(period)}
+    found = [line for line in lines_of(conf_text=conf, env_values=env) if "timeout" in line]
+    want = min(60 if key == "seq_timeout" else period, period - 1)
+    assert found == ([] if fits else [
+        f"/etc/knockd.conf [ssh_ROTATOR]: {key} = {value} does not fit a {period} s period "
+        f"(want 1 to {want}) -- fix: edit {key} in /etc/knockd.conf"
+    ])  # fmt: skip
+
+
+def test_a_period_that_is_no_number_or_zero_is_the_default():
+    conf = replace_in_conf("cmd_timeout   = 30", "cmd_timeout   = 21600")
+    for period in ("0", "x", ""):
+        env = {**GOOD.env_values, "KNOCKD_ROTATOR_PERIOD_MODULO": period}
+        found = [f.problem for f in doctor.findings(GOOD._replace(conf_text=conf, env_values=env))]
+        assert (
+            "/etc/knockd.conf [ssh_ROTATOR]: cmd_timeout = 21600 does not fit a 21600 s period (want 1 to 21599)"
+            in found
+        )
+
+
+def test_the_firewall_is_judged_for_the_port_the_door_opens():
+    conf = CONF.replace("--dport 22", "--dport 2222")
+    found = lines_of(conf_text=conf)
+    assert found == [
+        f"new connections to port 2222 are not dropped over {family}: the knock protects "
+        "nothing there -- fix: knockssh-rotator init prints the firewall commands"
+        for family in ("IPv4", "IPv6")
+    ]
+    nft = "start_command = /usr/sbin/nft add element inet knock allowed { %IP% } # tcp dport 2222"
+    assert doctor.findings(
+        GOOD._replace(conf_text=CONF + "[x_ROTATOR]\n sequence = 1\n " + nft + "\n")
+    )
+
+
+def test_iptables_guards():
+    assert (
+        lines_of(
+            iptables={
+                "iptables": "-P INPUT DROP\n-A INPUT -m conntrack --ctstate ESTABLISHED -j ACCEPT\n",
+                "ip6tables": IPTABLES,
+            }
+        )
+        == []
+    )
+    from_one = IPTABLES.replace("-A INPUT -p tcp", "-A INPUT -s 10.0.0.1 -p tcp")
+    assert lines_of(iptables={"iptables": from_one, "ip6tables": IPTABLES})[0].startswith(
+        "new connections to port 22 are not dropped over IPv4"
+    )
+    assert lines_of(iptables={"iptables": None, "ip6tables": None}) == []  # nothing to read
+
+
+NFT_V4 = NFT.replace("table inet knock", "table ip knock")
+
+
+@pytest.mark.parametrize(
+    "ruleset, found",
+    [
+        (NFT, []),
+        (NFT_V4, ["IPv6: not dropped"]),
+        ("table ip6 other {\n\tchain input {\n\t\ttype filter hook input priority 0; policy drop;\n\t}\n}\n" + NFT_V4, ["IPv6: no established"]),
+        (NFT.replace("hook input", "hook output"), ["IPv4: not dropped", "IPv6: not dropped"]),
+        (NFT.replace("\t\ttcp dport 22 drop\n", ""), ["IPv4: not dropped", "IPv6: not dropped"]),
+        (NFT.replace("ct state established,related accept", "ct state established,related drop"), ["IPv4: no established", "IPv6: no established"]),
+        (NFT.replace("ct state established,related accept", "ct state new accept"), ["IPv4: no established", "IPv6: no established"]),
+        (NFT.replace("tcp dport 22 drop", "meta l4proto tcp tcp dport 22 reject"), []),
+        ("table bridge b {\n\tchain input {\n\t\ttype filter hook input priority 0; policy drop;\n\t}\n}\n" + NFT, []),
+    ],
+)  # fmt: skip
+def test_nft_guards(ruleset, found):
+    lines = lines_of(iptables={"iptables": None, "ip6tables": None}, nft_ruleset=ruleset)
+    short = [
+        f"{line.split(' over ')[1][:4]}: {'not dropped' if 'not dropped' in line else 'no established'}"
+        for line in lines
+    ]
+    assert short == found, lines
+
+
+def test_an_ipv6_door_without_the_knocker_opens_for_everyone():
+    (line,) = [x for x in CONF.splitlines() if "start_command_6" in x]
+    conf = replace_in_conf(line, line.replace("-s %IP% ", ""))
+    assert lines_of(conf_text=conf) == [
+        "/etc/knockd.conf [ssh_ROTATOR]: start_command_6 does not use %IP%: it opens the door "
+        "for everyone -- fix: admit only the knocker: -s %IP%"
+    ]
+
+
+def test_interfaces_of_reads_names_and_flags_only():
+    text = "4: br-x: <NO-CARRIER,BROADCAST,UP> mtu 1500 link: a: b\n5: tun0: <POINTOPOINT> x>y\nnoise\n"
+    assert doctor.interfaces_of(text) == {"br-x": True, "tun0": False}
 
 
 def test_without_ip_the_interface_is_not_judged():

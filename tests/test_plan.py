@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from knockd_model import Knockd
 
 from knockssh import plan
+from rotator import scheme
 from rotator.scheme import Knock, Settings, parse_port_spec
 
 P = 21600
@@ -290,3 +291,85 @@ def test_a_failure_says_what_can_be_told_of_its_cause():
     assert "only a clock off by more than that" in far
     static = plan.failure_message(failure([("192.0.2.1", "timed out")], period=None))
     assert "clock" not in static and "check the secret" in static
+
+
+# -- exact values and messages at the edges (the mutation run found them loose) ----
+
+K = [Knock(port, "tcp") for port in range(0, 5)]
+SECRET = "0123456789abc"
+
+
+def test_exact_failure_messages():
+    two = [("192.0.2.1", plan.REFUSED), ("2001:db8::1", plan.REFUSED)]
+    assert plan.failure_message(failure(two)) == (
+        "h port 22: connection refused at 192.0.2.1, 2001:db8::1 after knocking service ssh "
+        "(period 1): the door opened but nothing listens on port 22; is sshd running? "
+        "(host entry 1)"
+    )
+    mixed = [("192.0.2.1", plan.REFUSED), ("2001:db8::1", plan.TIMED_OUT)]
+    assert plan.failure_message(failure(mixed, period=None)) == (
+        "h port 22: no connection within 10s after knocking service ssh (period 1) at "
+        "192.0.2.1 (refused), 2001:db8::1 (timed out); check the secret, that knockd "
+        "listens on the server's interface, and the firewall rules (host entry 1)"
+    )
+    start = 1_700_000_000 // 21600 * 21600
+    at_skew = plan.failure_message(failure([("a", plan.TIMED_OUT)], at=start + 300.0))
+    assert "; a period boundary is 300s away, so a clock off by that much could be the " in at_skew
+    past = plan.failure_message(failure([("a", plan.TIMED_OUT)], at=start + 300.5))
+    assert "; the nearest period boundary is 300s away, so only a clock off by more" in past
+
+
+def test_rotated_attempts_name_far_offsets_and_keep_why_one_was_skipped():
+    settings = scheme.Settings(SECRET, ports=scheme.parse_port_spec("2000-65535"), period=100)
+    found, skipped = plan.rotated_attempts(settings, "ssh", [2, -3], 1000.0)
+    assert [a.label for a in found] == ["period 1200 (offset +2)", "period 700 (offset -3)"]
+    assert skipped == []
+    edge = scheme.Settings(SECRET, length=32, ports=scheme.parse_port_spec("65535-65536"))
+    found, skipped = plan.rotated_attempts(edge, "ssh", range(-20, 20), 1e9)
+    assert skipped and len(found) + len(skipped) == 40
+    assert all(s.startswith("the sequence of ssh_ROTATOR for the period") for s in skipped)
+
+
+def test_clearing_ignores_one_knock_sequences_and_clears_two_knock_ones():
+    assert plan.clearing_knocks([plan.Attempt("a", (K[1], K[2]))]) == (K[2],)
+    two = [plan.Attempt("a", (K[1], K[2], K[3])), plan.Attempt("b", (K[3],))]
+    assert plan.clearing_knocks(two) == (K[3],)  # the one-knock door has no half-done state
+
+
+def test_clearing_may_take_the_second_knock_twice():
+    """1,2,1: the last knock alone starts or advances an attempt; 2 twice fails all."""
+    assert plan.clearing_knocks([plan.Attempt("a", (K[1], K[2], K[1]))]) == (K[2], K[2])
+
+
+def test_defaults_of_the_plans_records():
+    assert plan.PathInfo().age == float("inf") and plan.PathInfo().rtt is None
+    assert plan.Step(plan.KNOCK, 0, 0.0, 1.0, 0).gap == 0.0
+
+
+def test_spacing_window_and_probe_exact_values():
+    assert plan.spacing(0, plan.PathInfo(spacing=0.1, jitter=0.02)) == pytest.approx(0.016)
+    assert plan.spacing(1, plan.PathInfo(jitter=0.02)) == pytest.approx(0.024)
+    assert plan.window(0, plan.UNKNOWN) == pytest.approx(0.55)
+    assert plan.window(1, plan.UNKNOWN) == pytest.approx(0.55 * 1.25)
+    assert plan.probe_window(0.02) == pytest.approx(0.09)
+    assert plan.probe_window(0.001) == plan.MIN_PROBE
+    assert plan.probe_window(1.0) == plan.PROBE_WINDOW
+
+
+def test_a_step_needs_min_step_left_and_counts_the_sending():
+    fixed0 = plan.PathInfo(fixed=0.0)
+    step = plan.next_step(1, plan.MIN_STEP, 0.0, [], 0.0, path=fixed0)  # exactly enough
+    assert step is not None and step.kind == plan.KNOCK and step.window == plan.MIN_STEP
+    probe = plan.next_step(1, plan.MIN_STEP, 0.0, [], 0.5, waited=True)
+    assert probe is not None and probe.kind == plan.PROBE
+    assert (probe.attempt, probe.pause, probe.round, probe.window) == (0, 0.0, 0, plan.MIN_STEP)
+    # ten knocks 0.1 s apart by default: 1.06 s leaves 0.06 s to wait, 1.04 s nothing
+    tenth = plan.PathInfo(fixed=0.1)
+    assert plan.next_step(1, 1.06, 0.0, [], 0.0, path=tenth).window == pytest.approx(0.06)
+    assert plan.next_step(1, 1.04, 0.0, [], 0.0, path=tenth) is None
+    # a later round: the pause (1.5 s * 0.5) and the sending (4 * 0.125) both count
+    eighth = plan.PathInfo(fixed=0.125)
+    history = [(plan.KNOCK, plan.TIMED_OUT)]
+    assert plan.next_step(1, 1.26, 0.0, history, 0.5, path=eighth, knocks=4) is None
+    later = plan.next_step(1, 1.35, 0.0, history, 0.5, path=eighth, knocks=4)
+    assert later is not None and later.pause == 0.75 and later.window == pytest.approx(0.1)
