@@ -311,3 +311,124 @@ def test_strip_grace_refusals_name_the_line(text, message):
 def test_add_grace_without_matching_sections_changes_nothing():
     assert knockdconf.add_grace(BASE, {"other_ROTATOR": "1"}, 5) == BASE
     assert knockdconf.add_grace(BASE, {}, 5) is BASE or knockdconf.add_grace(BASE, {}, 5) == BASE
+
+
+# -- grace blocks, byte for byte ------------------------------------------------
+
+TWO = "[s_ROTATOR]\n  sequence = 1,2\n  cmd_timeout = 5\n\n# next\n[t]\n  sequence = 9\n"
+BLOCK = (
+    "# knockssh-rotator grace twin, removed automatically: begin s_ROTATOR until 7{joined}\n"
+    "[s_ROTATOR_GRACE]\n  sequence = 3:tcp\n  cmd_timeout = 5\n\n# next\n"
+    "# knockssh-rotator grace twin: end\n"
+)
+
+
+@pytest.mark.parametrize(
+    "base, added",
+    [
+        (TWO, BLOCK.format(joined="")),
+        (TWO.rstrip("\n"), "\n" + BLOCK.format(joined=" (file had no final newline)")),
+        (TWO.replace("\n", "\r\n"), BLOCK.format(joined="").replace("\n", "\r\n")),
+        (TWO.replace("\n", "\r\n").rstrip("\r\n"),
+         "\r\n" + BLOCK.format(joined=" (file had no final newline)").replace("\n", "\r\n")),
+        # the first line decides the file's newline
+        ("# c\r\n" + TWO, BLOCK.format(joined="").replace("\n", "\r\n")),
+        (TWO + "\n\n", BLOCK.format(joined="")),
+    ],
+)  # fmt: skip
+def test_add_grace_writes_its_block_exactly_and_strip_takes_it_back(base, added):
+    with_grace = knockdconf.add_grace(base, {"s_ROTATOR": "3:tcp"}, 7)
+    assert with_grace == base + added
+    assert knockdconf.strip_grace(with_grace) == base
+
+
+def test_a_section_comment_like_the_join_marker_is_not_one():
+    base = "[s_ROTATOR]\n  sequence = 1,2\n  # (file had no final newline)\n"
+    assert knockdconf.strip_grace(knockdconf.add_grace(base, {"s_ROTATOR": "3"}, 7)) == base
+
+
+def test_a_twin_skips_sections_not_named_and_keeps_going():
+    base = "[a_ROTATOR]\n  sequence = 1\n[b_ROTATOR]\n  sequence = 2\n"
+    with_grace = knockdconf.add_grace(base, {"b_ROTATOR": "3"}, 7)
+    assert (
+        "[b_ROTATOR_GRACE]\n  sequence = 3\n" in with_grace and "a_ROTATOR_GRACE" not in with_grace
+    )
+
+
+def test_a_leading_newline_before_a_grace_block_is_kept():
+    block = BLOCK.format(joined="")
+    assert knockdconf.strip_grace("\n" + block) == "\n"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("a\nb\nx " + knockdconf.GRACE_BEGIN + "\n", "line 3: grace marker inside a line"),
+        ("\nx " + knockdconf.GRACE_BEGIN + "\n", "line 2: grace marker inside a line"),
+        ("a\n\x1c" + knockdconf.GRACE_BEGIN + "\n", "line 2: grace marker inside a line"),
+        (knockdconf.GRACE_BEGIN + "\n" + knockdconf.GRACE_END + "\n\x85\n",
+         "line 3: text after knockssh-rotator's grace blocks: move it above them"),
+    ],
+)  # fmt: skip
+def test_knockd_blanks_are_c_isspace_only(text, message):
+    """knockd trims " \\t\\n\\v\\f\\r" (C isspace): Python's wider whitespace
+    (\\x1c, \\x85, \\xa0) is text to it, and so to us."""
+    assert conf_refusal(text, knockdconf.strip_grace) == message
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[a]\n  sequence = 1,2\xa0\n", "line 2: section a: port '2\\xa0' is invalid"),
+        ("[a]\n  sequence = 1:udp\x85\n", "line 2: section a: unknown protocol 'udp\\x85' in knock sequence"),
+        ("[a]\n  sequence = 1:\x1cudp\n", "line 2: section a: unknown protocol '\\x1cudp' in knock sequence"),
+        ("[a]\n  sequence = \xa01\n", "line 2: section a: port '\\xa01' is invalid"),
+        ("[a]\n  sequence = 1,é\n", "line 2: section a: port 'é' is invalid"),
+        ("[a]\n  sequence = 1\n  tcpflags = xack\n", "line 3: unrecognized tcp flag 'XACK'"),
+    ],
+)  # fmt: skip
+def test_sequence_values_are_trimmed_as_knockd_trims(text, message):
+    assert conf_refusal(text) == message
+
+
+def test_a_sequence_of_32_knocks_is_knockds_limit_and_fine():
+    assert knockdconf.check_sequence(",".join(["1"] * 32)) is None
+
+
+def test_a_value_keeps_python_only_whitespace_when_rewritten():
+    text = "[s_ROTATOR]\n  sequence = 1\n"
+    rewritten = knockdconf.rewrite(text, {"s_ROTATOR": "7"})
+    assert rewritten == "[s_ROTATOR]\n  sequence = 7\n"
+
+
+def test_log_file_is_the_last_of_the_options():
+    sections = knockdconf.parse(
+        "[a]\n  sequence = 1\n[options]\n  LogFile = /x\n  logfile = /var/log/k\n"
+    )
+    assert knockdconf.log_file(sections) == "/var/log/k"
+    assert knockdconf.log_file(knockdconf.parse("[options]\n  UseSyslog\n")) is None
+    assert knockdconf.log_file(knockdconf.parse("[a]\n  sequence = 1\n")) is None
+
+
+# -- the scheme's small pieces --------------------------------------------------
+
+
+def test_settings_compare_by_every_value_and_show_no_secret():
+    one = Settings(SECRET, ports=(1, 2))
+    assert one == Settings(SECRET, ports=(1, 2)) and one != "settings"
+    for change in ({"secret": "x" * 12}, {"length": 11}, {"ports": (1, 3)}, {"period": 5},
+                   {"proto_modulo": 2}, {"server_interval": 9}):  # fmt: skip
+        assert one.replace(**change) != one, change
+    assert repr(one) == (
+        "Settings(secret=<hidden>, length=10, ports=<2 ports>, period=21600, proto_modulo=0, "
+        "server_interval=3600)"
+    )
+
+
+def test_reprs_of_knocks_and_port_lists():
+    assert repr(scheme.Knock(7, "udp")) == "Knock(port=7, proto='udp')"
+    assert repr(scheme.parse_port_spec("5,1-3,9-10")) == "PortList('1-3,5,9-10')"
+
+
+def test_entropy_of_no_ports_is_none_not_an_error():
+    assert scheme.entropy_bits(10, 0) == 0.0

@@ -363,3 +363,79 @@ def test_a_closed_stdout_is_one_line(tmp_path):
         os.close(write)
     err = done.stderr.decode()
     assert done.returncode == 1 and err.count("\n") == 1 and "standard output" in err, err
+
+
+# -- edges the mutation run found loose ---------------------------------------------
+
+
+def test_ports_are_ascii_digits_only():
+    """A start_command with Arabic-Indic digits names no port: the firewall is judged
+    for 22 (re.ASCII), not for a port int() would read out of them."""
+    odd = (
+        CONF
+        + "[x_ROTATOR]\n  sequence = 1,2\n  start_command = x --dport \u0662\u0662\u0662\u0662 %IP%\n"
+    )
+    assert not [line for line in lines_of(conf_text=odd) if "2222" in line]
+
+
+def test_ipv6_is_judged_when_ipv4_cannot_be_read():
+    assert lines_of(iptables={"iptables": None, "ip6tables": "-P INPUT ACCEPT\n"}) == [
+        "new connections to port 22 are not dropped over IPv6: the knock protects nothing "
+        "there -- fix: knockssh-rotator init prints the firewall commands"
+    ]
+
+
+def test_an_input_chain_after_another_chain_is_read():
+    ruleset = NFT.replace(
+        "\tchain input {",
+        "\tchain out {\n\t\ttype filter hook output priority 0;\n\t}\n\tchain input {",
+    )
+    assert lines_of(iptables={"iptables": None, "ip6tables": None}, nft_ruleset=ruleset) == []
+
+
+def test_the_ipv6_door_alone_is_judged_both_ways():
+    conf = "[options]\n  Interface = ens5\n[ssh_ROTATOR]\n  sequence = 1,2\n  start_command_6 = x -s %IP% --dport 22\n  stop_command_6 = y\n"
+    assert lines_of(conf_text=conf) == [
+        "/etc/knockd.conf [ssh_ROTATOR]: stop_command_6 does not use %IP% -- fix: -s %IP%"
+    ]
+
+
+def test_a_timeout_that_is_no_number_does_not_hide_the_next():
+    conf = replace_in_conf("seq_timeout   = 10", "seq_timeout   = x")
+    conf = conf.replace("cmd_timeout   = 30", "cmd_timeout   = 0")
+    assert [line for line in lines_of(conf_text=conf) if "timeout" in line] == [
+        "/etc/knockd.conf [ssh_ROTATOR]: cmd_timeout = 0 does not fit a 21600 s period "
+        "(want 1 to 21599) -- fix: edit cmd_timeout in /etc/knockd.conf"
+    ]
+
+
+def test_a_one_second_period_is_a_period():
+    env = {**GOOD.env_values, "KNOCKD_ROTATOR_PERIOD_MODULO": "1"}
+    found = [line for line in lines_of(env_values=env) if "timeout" in line]
+    assert found and all("a 1 s period" in line for line in found)
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("1: lo: <UP,LOWER_UP> mtu 1", {"lo": True}),
+        ("1: lo: <LOWER_UP,UP> mtu 1 x>y", {"lo": True}),
+        ("1: lo: <XUP> mtu 1", {"lo": False}),
+        ("1: lo: < UP> mtu 1", {"lo": False}),
+        ("2: veth0@if2@x: <UP> mtu 1", {"veth0": True}),
+    ],
+)
+def test_interfaces_of_edges(line, expected):
+    assert doctor.interfaces_of(line + "\n") == expected
+
+
+def test_the_env_file_edges_as_systemd_reads_them():
+    text = "# A=1\n; B=2\nC=x=y\nD='abc\nE=ab\nF=''\nG=XabX\nH=\"q\"\n"
+    assert doctor.parse_env_file(text) == {
+        "C": "x=y",
+        "D": "'abc",
+        "E": "ab",
+        "F": "",
+        "G": "XabX",
+        "H": "q",
+    }
