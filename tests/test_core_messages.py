@@ -403,7 +403,7 @@ def test_a_value_keeps_python_only_whitespace_when_rewritten():
 
 def test_log_file_is_the_last_of_the_options():
     sections = knockdconf.parse(
-        "[a]\n  sequence = 1\n[options]\n  LogFile = /x\n  logfile = /var/log/k\n"
+        "[a]\n  sequence = 1\n[options]\n  LogFile = /x\n  logfile = /y\n  LOGFILE = /var/log/k\n"
     )
     assert knockdconf.log_file(sections) == "/var/log/k"
     assert knockdconf.log_file(knockdconf.parse("[options]\n  UseSyslog\n")) is None
@@ -432,3 +432,10 @@ def test_reprs_of_knocks_and_port_lists():
 
 def test_entropy_of_no_ports_is_none_not_an_error():
     assert scheme.entropy_bits(10, 0) == 0.0
+
+
+def test_a_twin_keeps_trailing_blanks_and_letters_of_its_lines():
+    base = "[s_ROTATOR]\n  sequence = 1,2 \n  cmd_timeout = 5\t\n  # see X\n"
+    with_grace = knockdconf.add_grace(base, {"s_ROTATOR": "3"}, 7)
+    assert "[s_ROTATOR_GRACE]\n  sequence = 3 \n  cmd_timeout = 5\t\n  # see X\n" in with_grace
+    assert knockdconf.strip_grace(with_grace) == base
