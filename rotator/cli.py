@@ -40,6 +40,10 @@ def main(argv: list[str] | None = None, find: FindKnockd | None = None) -> int:
             from .commands import uninit
 
             return uninit.main(argv[1:])
+        if argv[:1] == ["confirm"]:
+            from .commands import confirm
+
+            return confirm.main(argv[1:])
         return _rotate(argv, out, find)
     except SchemeError as exc:
         out.error(str(exc))

@@ -232,15 +232,24 @@ def setup_script(
     host: str,
     units: dict[str, str],
     packaged: bool = False,
+    revert_after: int = 300,
+    program: str = "knockssh-rotator",
 ) -> str:
     """What ``knockssh-rotator init`` prints: a shell script to read, then to run
     (``knockssh-rotator init | sh``). It holds no secret: the env file does. With
     ``packaged`` (the Debian package), the units and knockd's drop-in are the
     package's: the script writes none.
 
+    Safe apply: before it changes anything, the script arms a transient timer that
+    runs ``uninit`` (``program`` is how it names knockssh-rotator) after
+    ``revert_after`` seconds, unless ``knockssh-rotator confirm`` stops it, which
+    the admin runs from a new session that a knock let in. 0 arms nothing.
+
     It runs as root, so nothing given may add a line to it: the values are checked
     here again (ValueError), whatever the caller checked."""
     for problem in (
+        None if 0 <= revert_after <= MAX_REVERT_AFTER else f"revert after {revert_after} s",
+        None if _tame_path(program) else "the rotator's path holds characters a script cannot",
         service_problem(service),
         interface_problem(interface),
         path_problem(env_file),
@@ -258,6 +267,11 @@ def setup_script(
         f"# The settings and the new secret are in {env_file} (0600). Read this, then run it:",
         "#   knockssh-rotator init ... | sh",
         "set -eu",
+        "# what is set up, for 'knockssh-rotator uninit'",
+        f"install -d -m 700 {INIT_RECORD.rsplit('/', 1)[0]}",
+        f"install -m 600 /dev/null {INIT_RECORD}",
+        f"cat > {INIT_RECORD} <<'EOF'\n{record_text(port, firewall)}EOF",
+        *revert_commands(revert_after, program),
         "# knockd.conf (the one it replaces is kept as /etc/knockd.conf.before-knockssh,"
         " or with the time after that name when such a copy exists already)",
         "if [ -e /etc/knockd.conf ]; then",
@@ -271,10 +285,6 @@ def setup_script(
         f"# the firewall: established sessions kept, new ones to port {port} dropped unless a"
         " door admits them, IPv4 and IPv6; saved for boot",
         *firewall_commands(port, firewall),
-        "# what was set up, for 'knockssh-rotator uninit'",
-        f"install -d -m 700 {INIT_RECORD.rsplit('/', 1)[0]}",
-        f"install -m 600 /dev/null {INIT_RECORD}",
-        f"cat > {INIT_RECORD} <<'EOF'\n{record_text(port, firewall)}EOF",
         *(
             ["# knockd restarted whenever it ends, and the rotator's units: the package's"]
             if packaged
@@ -293,9 +303,45 @@ def setup_script(
         "systemctl start knockssh-rotator.timer knockssh-rotator.service",
         f"# clients: knockssh add {host} --service {service} --secret-stdin"
         f"   (with the secret from {env_file})",
+        *(
+            [
+                f"echo 'knockssh-rotator: set up. From a NEW ssh session through knockssh, run"
+                f" knockssh-rotator confirm within {revert_after} s, or all of this is undone.' >&2"
+            ]
+            if revert_after
+            else []
+        ),
         "",
     ]
     return "\n".join(lines)
+
+
+MAX_REVERT_AFTER = 86400
+REVERT_UNIT = "knockssh-revert"
+
+
+def _tame_path(path: str) -> bool:
+    return (
+        bool(path)
+        and path.isascii()
+        and path.isprintable()
+        and not set(path) & set(" '\"\\$`;&|<>()*?[]{}#~%")
+    )
+
+
+def revert_commands(revert_after: int, program: str) -> list[str]:
+    """Arm the safe apply's revert: a transient timer that runs uninit's script."""
+    if not revert_after:
+        return ["# no automatic revert (--revert-after 0)"]
+    return [
+        f"# safe apply: in {revert_after} s all this is undone (knockssh-rotator uninit), unless",
+        "# 'knockssh-rotator confirm' runs first, from a new ssh session a knock let in",
+        f"systemctl stop {REVERT_UNIT}.timer 2>/dev/null || true",
+        f"systemctl reset-failed {REVERT_UNIT}.timer {REVERT_UNIT}.service 2>/dev/null || true",
+        f"systemd-run --quiet --unit={REVERT_UNIT} --on-active={revert_after}"
+        " --timer-property=AccuracySec=1s --description='knockssh: undo init unless confirmed'"
+        f" /bin/sh -c '{program} uninit | sh'",
+    ]
 
 
 def uninit_script(port: int, firewall: str) -> str:
@@ -327,7 +373,9 @@ def uninit_script(port: int, firewall: str) -> str:
         "set -eu",
         f"# the firewall ({firewall}) first: whatever fails after this, nobody is locked out",
         *opened,
-        "# the rotator stops, with the runs it scheduled (systemd-run's knockssh-rotator-at-*)",
+        "# the rotator stops, with the runs it scheduled (systemd-run's knockssh-rotator-at-*),"
+        " and a pending revert (this is one)",
+        f"systemctl stop {REVERT_UNIT}.timer 2>/dev/null || true",
         "systemctl disable --now knockssh-rotator.timer 2>/dev/null || true",
         "systemctl stop 'knockssh-rotator-at-*.timer' knockssh-rotator.service 2>/dev/null || true",
         f"rm -f {units} {KNOCKD_DROPIN} {INIT_RECORD}",

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(
     reason="the sandbox needs root (unshare of mount and UTS namespaces); CI is root",
 )
 
-STUBS = ("iptables", "ip6tables", "nft", "netfilter-persistent", "systemctl")
+STUBS = ("iptables", "ip6tables", "nft", "netfilter-persistent", "systemctl", "systemd-run")
 
 SANDBOX = r"""
 set -eu
@@ -172,6 +172,9 @@ def test_uninit_undoes_init_and_opens_the_port_first(tmp_path):
     assert left == ["/etc/knockd.conf", "/etc/knockssh/rotator.env", "/etc/ssh/sshd_config"]
     assert (tmp_path / "knockd.conf").read_text() == "the admin knockd.conf\n"
     log = (tmp_path / "stubs.log").read_text().splitlines()
+    assert log[0] == "systemctl stop knockssh-revert.timer"  # the revert is armed first
+    assert log[2].startswith("systemd-run --quiet --unit=knockssh-revert --on-active=300 ")
+    assert log[2].endswith(" /bin/sh -c /usr/local/bin/knockssh-rotator uninit | sh")
     uninit = log[log.index("--- uninit") + 1 :]
     assert uninit[:4] == [
         "iptables -C INPUT -p tcp --dport 2222 -j DROP",
@@ -216,3 +219,26 @@ def test_uninit_script_refuses_what_it_cannot_write():
         2222,
         "nftables",
     )
+
+
+@pytest.mark.parametrize("value", ["x", "-1", "86401", "1e3", ""])
+def test_a_bad_revert_delay_is_one_line_and_writes_nothing(tmp_path, value):
+    env_file = tmp_path / "r.env"
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from rotator.cli import main; sys.exit(main())",
+         "init", "--interface", "lo", "--env-file", str(env_file), "--revert-after", value],
+        env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 2 and done.stdout == "" and not env_file.exists()
+    assert "--revert-after: seconds from 0 (no revert) to 86400" in done.stderr
+    assert done.stderr.count("\n") == 1
+
+
+def test_confirm_without_systemd_says_so(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from rotator.cli import main; sys.exit(main())",
+         "confirm"],
+        env={**os.environ, "PYTHONPATH": ROOT, "PATH": str(tmp_path)},
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 1 and "systemctl not found" in done.stderr

@@ -8,9 +8,19 @@ import os
 
 from .. import files, server_setup
 from ..arguments import Out, Parser, path_arg, tcp_port, write_out
+from ..scheme import whole_number
 from ..server_setup import service_problem
 from ..text import shown
 from .check import read_or_empty
+
+
+def revert_seconds(text: str) -> int:
+    value = whole_number(text)
+    if value is None or not 0 <= value <= server_setup.MAX_REVERT_AFTER:
+        raise argparse.ArgumentTypeError(
+            f"seconds from 0 (no revert) to {server_setup.MAX_REVERT_AFTER}"
+        )
+    return value
 
 
 def init_parser() -> argparse.ArgumentParser:
@@ -29,6 +39,13 @@ def init_parser() -> argparse.ArgumentParser:
         "--firewall", choices=server_setup.FIREWALLS, help="default: iptables if present"
     )
     p.add_argument("--service", default="ssh", help="the rotator section's name (default ssh)")
+    p.add_argument(
+        "--revert-after",
+        type=revert_seconds,
+        default=300,
+        help="undo everything after SECONDS unless 'knockssh-rotator confirm' runs first, "
+        "from a new knocked session (default %(default)s; 0: never)",
+    )
     p.add_argument("--show-secret", action="store_true", help="print the secret (stdout only)")
     return p
 
@@ -75,6 +92,8 @@ def main(argv: list[str]) -> int:
         os.uname().nodename,
         {} if packaged else units,
         packaged,
+        args.revert_after,
+        program,
     )
     secret = secrets.token_hex(32)
     try:

@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import sys
 
 import container
@@ -125,18 +126,34 @@ class SystemdHost(Host):
         heading, after = systemd_host.SETUPS[lab.setup()]
         with open(os.path.join(ROOT, "README.md")) as f:
             setup = systemd_host.readme_server_setup(f.read(), heading, after)
-        for line in setup:
-            done = guest.shell(line, cwd="/src", check=False, env=GUEST_ENV)
-            if done.returncode != 0 and not self._only_the_hosts_clock(line, done.stdout):
-                said = (done.stdout + done.stderr).strip()
-                raise RuntimeError(f"README {heading}: {line!r} failed: {said}")
         with open(lab.path("client_key.pub")) as f:
             key = f.read()
         guest.shell("install -d -m 700 /root/.ssh && cat > /root/.ssh/authorized_keys", input=key)
-        env = guest.run(["cat", "/etc/knockssh/rotator.env"]).stdout
+        for line in setup:
+            if line.startswith("knockssh-rotator confirm"):
+                done = self.confirm(line)  # as the README says: from a knocked session
+            else:
+                done = guest.shell(line, cwd="/src", check=False, env=GUEST_ENV)
+            if done.returncode != 0 and not self._only_the_hosts_clock(line, done.stdout):
+                said = (done.stdout + done.stderr).strip()
+                raise RuntimeError(f"README {heading}: {line!r} failed: {said}")
+        self.take_secret()
+
+    def take_secret(self) -> None:
+        """The secret the guest's init made becomes the lab's (its clients knock with it)."""
+        env = self.guest().run(["cat", "/etc/knockssh/rotator.env"]).stdout
         found = dict(line.split("=", 1) for line in env.splitlines() if "=" in line)
-        os.unlink(lab.path("secret"))  # the lab's own: the guest made the real one
-        write_private(lab.path("secret"), found["KNOCKD_ROTATOR_SECRET"] + "\n")
+        os.unlink(self.lab.path("secret"))  # the lab's own, or the last init's
+        write_private(self.lab.path("secret"), found["KNOCKD_ROTATOR_SECRET"] + "\n")
+
+    def confirm(
+        self, command: str = "knockssh-rotator confirm"
+    ) -> subprocess.CompletedProcess[str]:
+        """``command`` over ssh through knockssh, from the client namespace: a new
+        session a knock let in, as the script of init asks."""
+        self.take_secret()
+        ssh = ["ssh", "-F", self.lab.ssh_config, "lab", command]
+        return self.lab.in_client(ssh, capture_output=True, text=True, timeout=60)
 
     def _only_the_hosts_clock(self, line: str, said: str) -> bool:
         """The doctor's one finding is the clock, and the kernel (the host's: the guest

@@ -5,9 +5,11 @@ session into it."""
 
 import os
 import subprocess
+import time
 
 import pytest
 from helpers import ROOT
+from lab import wait_for
 from lab_hosts import DEB_BUILD_PATH
 from systemd_host import readme_server_setup
 
@@ -89,6 +91,75 @@ def test_the_packages_are_lint_free_and_installed_where_debian_puts_things(quick
     assert "/etc/systemd/system/knockssh-rotator" not in unit  # init wrote no copy of its own
     restart = guest.run(["systemctl", "show", "-p", "Restart", "--value", "knockd.service"])
     assert restart.stdout.strip() == "always"  # the package's drop-in
+
+
+REVERT_AFTER = 8  # seconds: long enough for the script to finish, short for a test
+DROP_22 = ["iptables", "-C", "INPUT", "-p", "tcp", "--dport", "22", "-j", "DROP"]
+
+
+def plain_ssh(lab, record, timeout=20):
+    """ssh without knocking (ProxyCommand none): works only when nothing drops it."""
+    cmd = ["ssh", "-F", lab.ssh_config, "-o", "ProxyCommand=none", "-o", "ConnectTimeout=3",
+           "knocked.lab", "echo plain"]  # fmt: skip
+    return record(lab.in_client(cmd, capture_output=True, timeout=timeout))
+
+
+def fresh_init(guest, *args):
+    """From a machine as before init (uninit, the secret gone), init | sh."""
+    guest.shell("knockssh-rotator uninit | sh && rm -f /etc/knockssh/rotator.env")
+    init = " ".join(["knockssh-rotator", "init", *args])
+    return guest.shell(f"{init} | sh", check=False)
+
+
+def test_an_unconfirmed_init_that_locks_out_is_undone(quick_start_lab, record):
+    """knockd on the wrong interface (lo: no knock reaches it) and nobody confirms:
+    after the revert delay, plain ssh works again and knockd.conf is the old one."""
+    lab = quick_start_lab
+    guest = lab.guest()
+    done = fresh_init(guest, "--interface", "lo", "--revert-after", str(REVERT_AFTER))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "knockssh-rotator confirm within 8 s" in done.stderr
+    before = guest.run(["cat", "/etc/knockd.conf.before-knockssh"]).stdout
+    assert guest.run(DROP_22, check=False).returncode == 0  # the admin is locked out now
+    assert plain_ssh(lab, record).returncode != 0
+
+    def reverted():
+        return guest.run(DROP_22, check=False).returncode != 0 and (
+            guest.run(["test", "-e", "/etc/knockssh/init.conf"], check=False).returncode == 1
+        )
+
+    assert wait_for(reverted, REVERT_AFTER + 30), guest.run(
+        ["journalctl", "-u", "knockssh-revert", "-n", "20"], check=False
+    ).stdout
+    done = plain_ssh(lab, record)
+    assert done.returncode == 0 and done.stdout == b"plain\n", done.stderr
+    assert guest.run(["cat", "/etc/knockd.conf"]).stdout == before
+    nothing = guest.run(["knockssh-rotator", "confirm"], check=False)
+    assert nothing.returncode == 1 and "no revert is pending" in nothing.stderr
+
+
+def test_a_confirmed_init_stays_after_the_delay(quick_start_lab, record):
+    lab = quick_start_lab
+    guest = lab.guest()
+    started = time.monotonic()
+    done = fresh_init(guest, "--revert-after", str(REVERT_AFTER))
+    assert done.returncode == 0, done.stdout + done.stderr
+    confirmed = record(lab.host_kind().confirm())  # from a knocked session
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert "confirmed: the setup stays" in confirmed.stdout
+    timers = guest.run(["systemctl", "list-timers", "--all", "--no-legend"]).stdout
+    assert "knockssh-revert" not in timers
+    time.sleep(max(0.0, started + REVERT_AFTER + 2 - time.monotonic()))  # past the deadline
+    assert guest.run(DROP_22, check=False).returncode == 0  # still guarded
+    assert guest.run(["test", "-e", "/etc/knockssh/init.conf"], check=False).returncode == 0
+    lab.close_door()  # the confirming session's door
+    assert plain_ssh(lab, record).returncode != 0
+    knocked = record(
+        lab.in_client(
+            ["ssh", "-F", lab.ssh_config, "lab", "echo in"], capture_output=True, timeout=60
+        )
+    )
+    assert knocked.returncode == 0 and knocked.stdout == b"in\n", knocked.stderr
 
 
 def test_purge_undoes_everything_and_nobody_is_locked_out(quick_start_lab, record):
