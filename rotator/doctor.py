@@ -229,6 +229,15 @@ def _door(facts: Facts, section: knockdconf.Section, found: list[Finding]) -> No
         stops = section.find(stop_key)
         if stops and "%IP%" not in stops[-1].value:
             found.append(Finding(f"{where}: {stop_key.lower()} does not use %IP%", "-s %IP%"))
+        if not stops and not re.search(r"\btimeout\s+\d", start):
+            found.append(
+                Finding(
+                    f"{where}: {start_key.lower()} opens a door that nothing closes (no "
+                    f"{stop_key.lower()}, no timeout)",
+                    "make the door an nftables set element with a timeout "
+                    "(knockssh-rotator init prints one)",
+                )
+            )
     _timeouts(facts, section, where, found)
 
 

@@ -45,12 +45,15 @@ KNOCKD_ROTATOR_GRACE=300
 """
 
 
-def _door(firewall: str, port: int, six: bool) -> tuple[str, str]:
+def _door(firewall: str, port: int, six: bool, cmd_timeout: int) -> tuple[str, str | None]:
     """A door's start and stop commands: the start is idempotent (a second knock
-    while the door is open adds no second rule), both act on %IP% only."""
+    while the door is open adds no second rule), both act on %IP% only. With
+    nftables the door is a set element that the kernel removes after
+    ``cmd_timeout`` seconds: no stop command, and no crash or restart of knockd
+    can leave it open."""
     if firewall == "nftables":
-        element = f"inet {NFT_TABLE} {'allowed6' if six else 'allowed'} {{ %IP% }}"
-        return f"/usr/sbin/nft add element {element}", f"/usr/sbin/nft delete element {element}"
+        element = f"inet {NFT_TABLE} {'allowed6' if six else 'allowed'}"
+        return f"/usr/sbin/nft add element {element} {{ %IP% timeout {cmd_timeout}s }}", None
     tool = "/usr/sbin/ip6tables" if six else "/usr/sbin/iptables"
     rule = f"INPUT -s %IP% -p tcp --dport {port} -j ACCEPT"
     return f"{tool} -C {rule} || {tool} -I {rule}", f"{tool} -D {rule}"
@@ -73,8 +76,10 @@ def knockd_conf_text(
     """A knockd.conf with one rotator door for ``port``; the sequence is a placeholder
     the first rotation replaces. Logged to syslog unless ``log_file`` is given (the
     lab reads knockd's log; a server's journal has it)."""
-    start, stop = _door(firewall, port, six=False)
-    start6, stop6 = _door(firewall, port, six=True)
+    start, stop = _door(firewall, port, False, cmd_timeout)
+    start6, stop6 = _door(firewall, port, True, cmd_timeout)
+    stops = f"\n    stop_command  = {stop}" if stop else ""
+    stops6 = f"\n    stop_command_6  = {stop6}" if stop6 else ""
     logging = f"LogFile   = {log_file}" if log_file else "UseSyslog"
     pid = f"\n    PidFile   = {pid_file}" if pid_file else ""
     return f"""\
@@ -87,10 +92,8 @@ def knockd_conf_text(
     seq_timeout   = {seq_timeout}
     tcpflags      = syn
     start_command = {start}
-    cmd_timeout   = {cmd_timeout}
-    stop_command  = {stop}
-    start_command_6 = {start6}
-    stop_command_6  = {stop6}
+    cmd_timeout   = {cmd_timeout}{stops}
+    start_command_6 = {start6}{stops6}
 """
 
 
@@ -98,23 +101,7 @@ def firewall_rules(port: int, firewall: str) -> list[str]:
     """Keep established sessions, drop new ones to ``port`` unless a door admits
     them; IPv4 and IPv6 alike. Shell commands, each safe to run twice."""
     if firewall == "nftables":
-        # declared, deleted, then defined, in one transaction: a second run replaces
-        # the table instead of appending its rules again (sessions stay: conntrack)
-        table = f"""\
-table inet {NFT_TABLE}
-delete table inet {NFT_TABLE}
-table inet {NFT_TABLE} {{
-    set allowed {{ type ipv4_addr; }}
-    set allowed6 {{ type ipv6_addr; }}
-    chain input {{
-        type filter hook input priority 0; policy accept;
-        ct state established,related accept
-        ip saddr @allowed tcp dport {port} accept
-        ip6 saddr @allowed6 tcp dport {port} accept
-        tcp dport {port} drop
-    }}
-}}"""
-        return [f"nft -f - <<'EOF'\n{table}\nEOF"]
+        return [f"nft -f - <<'EOF'\n{nft_table(port)}\nEOF"]
     commands = []
     for tool in ("iptables", "ip6tables"):
         established = "INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"
@@ -124,13 +111,40 @@ table inet {NFT_TABLE} {{
     return commands
 
 
+FIREWALL_FILE = "/etc/knockssh/firewall.nft"
+FIREWALL_UNIT = "knockssh-firewall.service"
+
+
+def nft_table(port: int) -> str:
+    """knockssh's own nftables table. Declared, deleted, then defined, in one
+    transaction: loading it again replaces it instead of appending its rules
+    (sessions stay: conntrack). The door sets time their elements out."""
+    return f"""\
+table inet {NFT_TABLE}
+delete table inet {NFT_TABLE}
+table inet {NFT_TABLE} {{
+    set allowed {{ type ipv4_addr; flags timeout; }}
+    set allowed6 {{ type ipv6_addr; flags timeout; }}
+    chain input {{
+        type filter hook input priority 0; policy accept;
+        ct state established,related accept
+        ip saddr @allowed tcp dport {port} accept
+        ip6 saddr @allowed6 tcp dport {port} accept
+        tcp dport {port} drop
+    }}
+}}"""
+
+
 def firewall_commands(port: int, firewall: str) -> list[str]:
-    """The rules, then saved so that they come back at boot."""
+    """The rules, and how they come back at boot. nftables: a table in a file of its
+    own, loaded by a unit of its own (the admin's /etc/nftables.conf is left as it
+    is); iptables: netfilter-persistent's save of what is loaded."""
     if firewall == "nftables":
-        save = "nft list ruleset > /etc/nftables.conf && systemctl enable nftables.service"
-    else:
-        save = "netfilter-persistent save"
-    return [*firewall_rules(port, firewall), save]
+        return [
+            f"cat > {FIREWALL_FILE} <<'EOF'\n{nft_table(port)}\nEOF",
+            f"nft -f {FIREWALL_FILE}",
+        ]
+    return [*firewall_rules(port, firewall), "netfilter-persistent save"]
 
 
 IFNAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
@@ -180,7 +194,7 @@ def sshd_port(sshd_config: str) -> int:
     return 22
 
 
-UNITS = ("knockssh-rotator.service", "knockssh-rotator.timer")  # in rotator/units/
+UNITS = ("knockssh-rotator.service", "knockssh-rotator.timer", "knockssh-firewall.service")
 PROGRAM = (
     "/usr/local/bin/knockssh-rotator"  # ExecStart= of rotator/units/ (the package's: /usr/bin)
 )
@@ -298,7 +312,8 @@ def setup_script(
         ),
         "# then knockd and the timer",
         "systemctl daemon-reload",
-        "systemctl enable knockd.service knockssh-rotator.timer",
+        "systemctl enable knockd.service knockssh-rotator.timer"
+        + (f" {FIREWALL_UNIT}" if firewall == "nftables" else ""),
         "systemctl restart knockd.service",
         "systemctl start knockssh-rotator.timer knockssh-rotator.service",
         f"# clients: knockssh add {host} --service {service} --secret-stdin"
@@ -355,8 +370,9 @@ def uninit_script(port: int, firewall: str) -> str:
         raise ValueError(f"firewall {firewall!r}, port {port}")
     if firewall == "nftables":
         opened = [
+            f"systemctl disable {FIREWALL_UNIT} 2>/dev/null || true",
             f"nft delete table inet {NFT_TABLE} 2>/dev/null || true",
-            "nft list ruleset > /etc/nftables.conf",
+            f"rm -f {FIREWALL_FILE}",
         ]
     else:
         opened = [

@@ -439,3 +439,20 @@ def test_the_env_file_edges_as_systemd_reads_them():
         "G": "XabX",
         "H": "q",
     }
+
+
+def test_an_nftables_door_closes_by_its_timeout_or_is_named():
+    nft = server_setup.knockd_conf_text("ens5", PORT, "nftables")
+    assert (
+        lines_of(conf_text=nft, iptables={"iptables": None, "ip6tables": None}, nft_ruleset=NFT)
+        == []
+    )
+    forever = nft.replace(" timeout 30s", "")
+    assert lines_of(
+        conf_text=forever, iptables={"iptables": None, "ip6tables": None}, nft_ruleset=NFT
+    ) == [
+        f"/etc/knockd.conf [ssh_ROTATOR]: {key} opens a door that nothing closes (no {stop}, "
+        "no timeout) -- fix: make the door an nftables set element with a timeout "
+        "(knockssh-rotator init prints one)"
+        for key, stop in (("start_command", "stop_command"), ("start_command_6", "stop_command_6"))
+    ]

@@ -36,7 +36,9 @@ def init_parser() -> argparse.ArgumentParser:
     p.add_argument("--interface", help="knockd's interface (default: the default route's)")
     p.add_argument("--port", type=tcp_port, help="sshd's port (default: from sshd_config, else 22)")
     p.add_argument(
-        "--firewall", choices=server_setup.FIREWALLS, help="default: iptables if present"
+        "--firewall",
+        choices=server_setup.FIREWALLS,
+        help="default: nftables if nft is present (Debian 12), else iptables",
     )
     p.add_argument("--service", default="ssh", help="the rotator section's name (default ssh)")
     p.add_argument(
@@ -72,7 +74,7 @@ def main(argv: list[str]) -> int:
             out.error(f"{option} {shown(value, 40)}: {problem}")
             return 2 if option != "--interface" or args.interface else 1
     port = args.port or server_setup.sshd_port(read_or_empty("/etc/ssh/sshd_config"))
-    firewall = args.firewall or ("iptables" if shutil.which("iptables") else "nftables")
+    firewall = args.firewall or ("nftables" if shutil.which("nft") else "iptables")
     packaged = any(
         os.path.exists(os.path.join(d, server_setup.UNITS[0]))
         for d in server_setup.PACKAGED_UNIT_DIRS

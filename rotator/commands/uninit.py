@@ -35,5 +35,5 @@ def main(argv: list[str]) -> int:
     args = uninit_parser().parse_args(argv)
     port, firewall = server_setup.parse_record(read_or_empty(server_setup.INIT_RECORD))
     port = args.port or port or server_setup.sshd_port(read_or_empty("/etc/ssh/sshd_config"))
-    firewall = args.firewall or firewall or ("iptables" if shutil.which("iptables") else "nftables")
+    firewall = args.firewall or firewall or ("nftables" if shutil.which("nft") else "iptables")
     return write_out(server_setup.uninit_script(port, firewall), Out(False, False))

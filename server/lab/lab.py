@@ -368,6 +368,12 @@ class Lab:
     def firewall(self) -> Firewall:
         return FIREWALLS[self._state().get("firewall", "iptables")](self.server_ns)
 
+    def note_firewall(self, name: str) -> None:
+        """The firewall the server really has (a guest's init chose it)."""
+        state = {**self._state(), "firewall": name}
+        with open(self.path("state.json"), "w") as f:
+            json.dump(state, f)
+
     @contextlib.contextmanager
     def nat_clients(self, count: int) -> Iterator[list[str]]:
         """``count`` more client namespaces behind the client namespace, which

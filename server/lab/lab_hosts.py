@@ -17,6 +17,8 @@ import container
 import systemd_host
 from lab_base import CLIENT_IP, GUEST_ENV, ROOT, read, run, wait_for, write_private
 
+from rotator.server_setup import INIT_RECORD
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from lab import Lab
@@ -138,6 +140,14 @@ class SystemdHost(Host):
                 said = (done.stdout + done.stderr).strip()
                 raise RuntimeError(f"README {heading}: {line!r} failed: {said}")
         self.take_secret()
+        self.take_firewall()
+
+    def take_firewall(self) -> None:
+        """init chose the firewall (nftables on Debian 12): the lab observes that one."""
+        record = self.guest().run(["cat", INIT_RECORD], check=False).stdout
+        for line in record.splitlines():
+            if line.startswith("FIREWALL="):
+                self.lab.note_firewall(line.split("=", 1)[1].strip())
 
     def take_secret(self) -> None:
         """The secret the guest's init made becomes the lab's (its clients knock with it)."""
