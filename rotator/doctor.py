@@ -4,6 +4,7 @@ line: what is wrong, and what to run to fix it."""
 
 from __future__ import annotations
 
+import math
 import re
 from typing import NamedTuple
 
@@ -32,6 +33,7 @@ class Facts(NamedTuple):
     rotator_active: bool | None  # the timer (under systemd) or a --follow process
     knockd_restart: str | None  # knockd.service's Restart= (None: not under systemd)
     ntp_synchronized: bool | None
+    listening: frozenset[int] = frozenset()  # ports services listen on (TCP and UDP)
 
 
 class Finding(NamedTuple):
@@ -284,9 +286,65 @@ def _secret(facts: Facts, found: list[Finding]) -> None:
             )
         )
     try:
-        validate(settings_from_env(facts.env_values), ENV_NAMES)
+        settings = settings_from_env(facts.env_values)
+        validate(settings, ENV_NAMES)
     except SchemeError as exc:
         found.append(Finding(f"{facts.env_path}: {exc}", f"edit {facts.env_path}"))
+        return
+    if settings.length < SAFE_LENGTH:
+        found.append(
+            Finding(
+                f"{facts.env_path}: sequences of {settings.length} knocks: a port scan in "
+                f"ascending order completes one in about 1 period of "
+                f"{math.factorial(settings.length)}",
+                f"{ENV_NAMES['length']}=10 in {facts.env_path}",
+            )
+        )
+    busy = sorted(p for p in facts.listening if p in settings.ports)
+    if busy:
+        shown = ", ".join(map(str, busy[:5])) + (" ..." if len(busy) > 5 else "")
+        found.append(
+            Finding(
+                f"{facts.env_path}: services listen on ports of the knock range ({shown}): "
+                "a client's own traffic to them breaks its knock",
+                f"leave them out of {ENV_NAMES['ports']} in {facts.env_path}",
+            )
+        )
+
+
+SAFE_LENGTH = 8
+
+
+def listening_ports(proc_net: str) -> frozenset[int]:
+    """Local ports in LISTEN (TCP) or unconnected (UDP) state, from the text of
+    /proc/net/tcp, tcp6, udp and udp6, concatenated."""
+    ports = set()
+    for line in proc_net.splitlines():
+        fields = line.split()
+        # state LISTEN (TCP) or unconnected (UDP), and no remote end: not a connection
+        if len(fields) > 3 and fields[3] in ("0A", "07") and fields[2].endswith(":0000"):
+            port = fields[1].rsplit(":", 1)[-1]
+            if len(port) == 4 and all(c in "0123456789ABCDEF" for c in port):
+                ports.add(int(port, 16))
+    return frozenset(ports)
+
+
+def knockd_config(argv: list[str]) -> str:
+    """The knockd.conf a knockd command line reads: ``-c FILE``, ``-cFILE``,
+    ``--config FILE`` or ``--config=FILE`` (the last one wins, as with getopt),
+    else knockd's default."""
+    found = "/etc/knockd.conf"
+    words = iter(argv[1:])
+    for word in words:
+        if word == "--":
+            break
+        if word in ("-c", "--config"):
+            found = next(words, found)
+        elif word.startswith("--config="):
+            found = word.split("=", 1)[1]
+        elif word.startswith("-c") and not word.startswith("--"):
+            found = word[2:]
+    return found
 
 
 def interfaces_of(ip_link: str) -> dict[str, bool]:

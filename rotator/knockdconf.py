@@ -94,13 +94,13 @@ def parse(text: str) -> list[Section]:
         key = key.strip(WS).upper()
         value = value.strip(WS)
         if not eq:
-            if key != "USESYSLOG":
-                raise ConfError(i + 1, f"syntax error: {line!r} is not KEY = VALUE")
+            if key != "USESYSLOG":  # not shown: a secret pasted here would reach the journal
+                raise ConfError(i + 1, "syntax error: the line is not KEY = VALUE (not shown)")
         elif name == "options":
             if key not in OPTIONS_KEYS:
-                raise ConfError(i + 1, f"syntax error: unknown option {key.lower()!r}")
+                raise ConfError(i + 1, f"syntax error: unknown option {_shown_key(key)}")
         elif key not in DOOR_KEYS:
-            raise ConfError(i + 1, f"syntax error: unknown directive {key.lower()!r}")
+            raise ConfError(i + 1, f"syntax error: unknown directive {_shown_key(key)}")
         elif key == "SEQUENCE":
             problem = check_sequence(value)
             if problem:
@@ -117,6 +117,15 @@ def parse(text: str) -> list[Section]:
         ):
             raise ConfError(section.line + 1, f"section {section.name} has no sequence")
     return sections
+
+
+def _shown_key(key: str) -> str:
+    """An unknown key as a message may show it: a word (a misspelt directive), else
+    not at all (it could be part of a secret pasted into the file)."""
+    word = key.lower()
+    if 0 < len(word) <= 20 and all("a" <= c <= "z" or c == "_" for c in word):
+        return repr(word)
+    return "(not shown: it could be a secret)"
 
 
 def _is_utf8(text: str) -> bool:

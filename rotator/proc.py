@@ -71,3 +71,13 @@ def pids() -> list[int]:
         return sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
     except OSError:
         return []
+
+
+def same_file(pid: int, path: str, other: str) -> bool:
+    """Is ``path``, as process ``pid`` sees it (its root and working directory: a
+    container's /etc is not ours), the file ``other`` names here?"""
+    seen = f"/proc/{pid}/root{path}" if path.startswith("/") else f"/proc/{pid}/cwd/{path}"
+    try:
+        return os.path.samefile(seen, other)
+    except OSError:
+        return False

@@ -187,7 +187,9 @@ def conf_refusal(text, call=knockdconf.parse):
     [
         ("[]\n", "line 1: bad section name"),
         ("# c\n  sequence = 1\n", "line 2: all directives must belong to a section"),
-        ("[options]\n  frob\n", "line 2: syntax error: 'frob' is not KEY = VALUE"),
+        ("[options]\n  frob\n", "line 2: syntax error: the line is not KEY = VALUE (not shown)"),
+        ("[options]\n  " + "ab12" * 16 + "=\n", "line 2: syntax error: unknown option (not shown: it could be a secret)"),
+        ("[a]\n  sequence = 1\n  " + "a" * 21 + " = 1\n", "line 3: syntax error: unknown directive (not shown: it could be a secret)"),
         ("[options]\n  Frob = 1\n", "line 2: syntax error: unknown option 'frob'"),
         ("[a]\n  sequence = 1\n  Frob = 1\n", "line 3: syntax error: unknown directive 'frob'"),
         ("[a]\n  sequence = 0\n", "line 2: section a: port '0' is invalid"),

@@ -90,7 +90,7 @@ FAULTS = [
 
 EXACT = {  # each fault's whole line: what is wrong, and the fix
     'unreadable conf': '/etc/knockd.conf: cannot read -- fix: knockssh-rotator init prints one',
-    'conf does not parse': "/etc/knockd.conf: line 14: syntax error: 'frob' is not KEY = VALUE -- fix: edit /etc/knockd.conf",
+    'conf does not parse': '/etc/knockd.conf: line 14: syntax error: the line is not KEY = VALUE (not shown) -- fix: edit /etc/knockd.conf',
     'no rotator section': '/etc/knockd.conf has no *_ROTATOR section: nothing rotates -- fix: knockssh-rotator init prints one',
     'interface missing': "knockd listens on eth0, which this machine does not have -- fix: set 'Interface = ens5' (the default route's) in /etc/knockd.conf, then systemctl restart knockd.service",
     'interface down': "knockd's interface ens5 is down -- fix: ip link set ens5 up",
@@ -456,3 +456,150 @@ def test_an_nftables_door_closes_by_its_timeout_or_is_named():
         "(knockssh-rotator init prints one)"
         for key, stop in (("start_command", "stop_command"), ("start_command_6", "stop_command_6"))
     ]
+
+
+@pytest.mark.parametrize(
+    "pasted", [SECRET * 4, f"{SECRET * 4}=", f"KNOCKD_ROTATOR_SECRET={SECRET * 4}"]
+)
+def test_a_secret_pasted_into_knockd_conf_is_never_shown(tmp_path, pasted):
+    """Its syntax error names the line only: the doctor's and the rotator's output go to
+    terminals and journals."""
+    done = run_doctor(tmp_path, {"conf": CONF_OK + pasted + "\n"}, [])
+    assert done.returncode == 1 and b"line 6: syntax error" in done.stdout, done.stdout
+    assert SECRET.encode() not in done.stdout + done.stderr
+    rotate = subprocess.run(
+        [*ROTATOR, "--config", str(tmp_path / "knockd.conf"), "--dry-run"],
+        env={**os.environ, "PYTHONPATH": ROOT, "KNOCKD_ROTATOR_SECRET": "x" * 12 + "y"},
+        capture_output=True, timeout=30,
+    )  # fmt: skip
+    assert rotate.returncode == 1 and b"line 6: syntax error" in rotate.stderr
+    assert SECRET.encode() not in rotate.stdout + rotate.stderr
+
+
+PROC_NET = """\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1
+   1: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2
+   2: 0100007F:9C40 0100007F:0016 01 00000000:00000000 00:00000000 00000000     0        0 3
+   3: 00000000000000000000000000000000:13C4 00000000000000000000000000000000:0000 0A 0 0 0 0 0 4
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  5: 00000000:14E9 00000000:0000 07 00000000:00000000 00:00000000 00000000   104        0 5 2 0 0
+  6: 00000000:0277 0A000001:0035 01 00000000:00000000 00:00000000 00000000   104        0 6 2 0 0
+"""
+
+
+def test_listening_ports_from_proc_net():
+    # tcp 22, 8080, 5060 (IPv6); udp 5353; an established connection is no listener
+    assert doctor.listening_ports(PROC_NET) == {22, 8080, 5060, 5353}
+    assert doctor.listening_ports("garbage\n1: x y z\n") == set()
+
+
+def test_services_in_the_knock_range_and_short_sequences_are_named():
+    found = lines_of(listening=frozenset({22, 8080, 5353}))
+    assert found == [
+        "/etc/knockssh/rotator.env: services listen on ports of the knock range (5353, 8080): "
+        "a client's own traffic to them breaks its knock -- fix: leave them out of "
+        "KNOCKD_ROTATOR_PORTS in /etc/knockssh/rotator.env"
+    ]
+    many = lines_of(listening=frozenset(range(3000, 3007)))
+    assert "(3000, 3001, 3002, 3003, 3004 ...)" in many[0]
+    short = {**GOOD.env_values, "KNOCKD_ROTATOR_LENGTH": "7"}
+    assert lines_of(env_values=short) == [
+        "/etc/knockssh/rotator.env: sequences of 7 knocks: a port scan in ascending order "
+        "completes one in about 1 period of 5040 -- fix: KNOCKD_ROTATOR_LENGTH=10 in "
+        "/etc/knockssh/rotator.env"
+    ]
+    assert lines_of(env_values={**GOOD.env_values, "KNOCKD_ROTATOR_LENGTH": "8"}) == []
+
+
+@pytest.mark.parametrize(
+    "argv, config",
+    [
+        (["knockd"], "/etc/knockd.conf"),
+        (["knockd", "-i", "eth0", "-c", "/a.conf"], "/a.conf"),
+        (["knockd", "-c/b.conf", "-d"], "/b.conf"),
+        (["knockd", "--config", "rel.conf"], "rel.conf"),
+        (["knockd", "--config=/c.conf", "-c", "/d.conf"], "/d.conf"),  # the last one wins
+        (["knockd", "--", "-c", "/e.conf"], "/etc/knockd.conf"),
+    ],
+)
+def test_the_config_a_knockd_reads(argv, config):
+    assert doctor.knockd_config(argv) == config
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 and os.environ.get("CI") != "true",
+    reason="needs root (network namespaces); CI is root",
+)
+def test_the_doctor_judges_the_knockd_that_reads_the_checked_file(tmp_path):
+    """Two real knockd in a namespace made here, on files A and B: checking B judges
+    B's knockd, whatever the order of the processes."""
+    import argparse
+
+    from rotator.commands import check
+
+    ns = f"ksd{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    procs = []
+    try:
+        for name in ("a", "b"):
+            subprocess.run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns,
+                    "ip",
+                    "link",
+                    "add",
+                    f"d{name}",
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    f"p{name}",
+                ],
+                check=True,
+            )
+            subprocess.run(
+                ["ip", "netns", "exec", ns, "ip", "link", "set", f"d{name}", "up"], check=True
+            )
+            conf = tmp_path / f"{name}.conf"
+            conf.write_text(server_setup.knockd_conf_text(f"d{name}", 22, "nftables"))
+            procs.append(subprocess.Popen(
+                ["ip", "netns", "exec", ns, "knockd", "-i", f"d{name}", "-c", str(conf)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))  # fmt: skip
+        pids = {}
+        for name, p in zip("ab", procs):
+            assert proc_wait_for(lambda p=p: _knockd_child(p.pid), 10)
+            pids[name] = _knockd_child(p.pid)
+        for name in "ab":
+            args = argparse.Namespace(
+                pidfile=None, unit="knockd.service", config=str(tmp_path / f"{name}.conf")
+            )
+            assert check._knockd_pid(args, under_systemd=False) == pids[name]
+        args = argparse.Namespace(
+            pidfile=None, unit="knockd.service", config=str(tmp_path / "none.conf")
+        )
+        (tmp_path / "none.conf").write_text("")
+        assert check._knockd_pid(args, under_systemd=False) is None
+    finally:
+        for p in procs:
+            subprocess.run(["pkill", "-KILL", "-P", str(p.pid)], check=False)
+            p.kill()
+            p.wait(timeout=10)
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def _knockd_child(pid):
+    """The knockd process under ``ip netns exec`` (it execs, so the same pid)."""
+    from rotator import proc
+
+    return pid if proc.process_name(pid) == "knockd" else None
+
+
+def proc_wait_for(condition, timeout):
+    from rotator.proc import wait_for
+
+    return wait_for(condition, timeout)

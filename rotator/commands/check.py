@@ -108,21 +108,37 @@ def gather(args: argparse.Namespace) -> doctor.Facts:
         rotator_active=rotator_active,
         knockd_restart=restart.strip() if under_systemd and restart else None,
         ntp_synchronized=None if ntp is None else ntp.strip() == "yes",
+        listening=doctor.listening_ports(
+            "".join(read_or_empty(f"/proc/net/{t}") for t in ("tcp", "tcp6", "udp", "udp6"))
+        ),
     )
 
 
 def _knockd_pid(args: argparse.Namespace, under_systemd: bool) -> int | None:
+    """The knockd that reads the checked file: the pidfile's, else the unit's main
+    process, else any knockd of this machine (another -c file, a container's) whose
+    configuration is that very file."""
     if args.pidfile:
         text = _read_file(args.pidfile)[0] or ""
-    elif under_systemd:
+        pid = whole_number(text.strip()) or 0
+        return pid if pid > 0 and _is_knockd(pid) else None
+    candidates = []
+    if under_systemd:
         try:
-            text = str(systemd.main_pid(args.unit))
+            candidates.append(systemd.main_pid(args.unit))
         except RotatorError:
-            text = ""
-    else:
-        text = str(next((p for p in proc.pids() if proc.process_name(p) == "knockd"), 0))
-    pid = whole_number(text.strip()) or 0
-    return pid if pid > 0 and proc.pid_alive(pid) and proc.process_name(pid) == "knockd" else None
+            pass
+    candidates += [p for p in proc.pids() if p not in candidates]
+    for pid in candidates:
+        if pid > 0 and _is_knockd(pid):
+            config = doctor.knockd_config(proc.command_line(pid))
+            if proc.same_file(pid, config, args.config):
+                return pid
+    return None
+
+
+def _is_knockd(pid: int) -> bool:
+    return proc.pid_alive(pid) and proc.process_name(pid) == "knockd"
 
 
 def _follower_running() -> bool:

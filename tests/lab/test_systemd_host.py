@@ -290,7 +290,7 @@ PROVOKED = [  # (fault, undo, what the doctor must say)
     ("systemctl stop knockd.service", "systemctl start knockd.service", "knockd is not running"),
     (CONF_EDIT.format("'/^ *stop_command *=/s/-D INPUT -s %IP%/-D INPUT/'"), CONF_BACK, "stop_command does not use %IP%"),
     (CONF_EDIT.format("'s/^ *cmd_timeout .*/    cmd_timeout = 99999/'"), CONF_BACK, "cmd_timeout = 99999"),
-    (CONF_EDIT.format("'$a frobnicate'"), CONF_BACK, "is not KEY = VALUE"),
+    (CONF_EDIT.format("'$a frobnicate'"), CONF_BACK, "is not KEY = VALUE (not shown)"),
     (CONF_EDIT.format("'s/_ROTATOR]/]/'"), CONF_BACK, "no *_ROTATOR section"),
     (ENV_EDIT.format("'s/^KNOCKD_ROTATOR_SECRET=.*/KNOCKD_ROTATOR_SECRET=change-me-please-now/'"), ENV_BACK, "placeholder"),
     (ENV_EDIT.format("'s/^KNOCKD_ROTATOR_SECRET=.*/KNOCKD_ROTATOR_SECRET=short/'"), ENV_BACK, "at least 10 characters"),
