@@ -130,6 +130,67 @@ def test_knockd_killed_with_a_door_open_the_door_still_closes(quick_start_lab, r
     assert time.monotonic() - started < 15
 
 
+def rotate_now(guest):
+    """A run of the rotator as the timer starts it."""
+    return guest.run(["systemctl", "start", "knockssh-rotator.service"], check=False)
+
+
+def gets_in_and_the_door_closes(lab, record):
+    """A knocked connect within 15 s, and no door left open after cmd_timeout."""
+    lab.close_door()
+    started = time.monotonic()
+    done = knocked_ssh(lab, record)
+    assert done.returncode == 0 and done.stdout == b"in\n", done.stderr
+    assert time.monotonic() - started < 15
+    assert wait_for(lambda: not lab.door_open(), 30 + 5)
+
+
+@pytest.mark.parametrize(
+    "break_it, mend_it",
+    [
+        ("cp -p /etc/knockd.conf /root/k && echo 'frobnicate' >> /etc/knockd.conf",
+         "cp -p /root/k /etc/knockd.conf"),
+        ("mv /etc/knockssh/rotator.env /root/env", "mv /root/env /etc/knockssh/rotator.env"),
+    ],
+    ids=["knockd.conf unparsable before a rotation", "env file removed"],
+)  # fmt: skip
+def test_a_rotation_that_cannot_run_leaves_knockd_as_it_was(
+    quick_start_lab, record, break_it, mend_it
+):
+    lab = quick_start_lab
+    guest = lab.guest()
+    pid = guest.run(["systemctl", "show", "-p", "MainPID", "--value", "knockd.service"]).stdout
+    guest.shell(break_it)
+    try:
+        assert rotate_now(guest).returncode != 0  # the run fails, and says so
+        assert (
+            guest.run(["systemctl", "show", "-p", "MainPID", "--value", "knockd.service"]).stdout
+            == pid
+        )
+        gets_in_and_the_door_closes(lab, record)
+    finally:
+        guest.shell(mend_it)
+    assert rotate_now(guest).returncode == 0
+
+
+def test_a_reboot_brings_back_knockd_and_inits_own_table(quick_start_lab, record):
+    """The table comes back from knockssh-firewall.service (nothing else loads it: the
+    guest's nftables.conf does not hold it, and the server namespace starts empty)."""
+    lab = quick_start_lab
+    guest = lab.guest()
+    guest.stop()  # its nftables.service flushes the ruleset on the way down
+    lab.in_server(["nft", "delete", "table", "inet", "knock"], check=False)
+    assert lab.in_server(["nft", "list", "tables"], capture_output=True, text=True).stdout == ""
+    guest.boot()
+    assert wait_for(lambda: guarded(guest), 30)
+    active = guest.run(
+        ["systemctl", "is-active", "knockd.service", "knockssh-firewall.service"], check=False
+    )
+    assert active.stdout.split() == ["active", "active"]
+    assert plain_ssh(lab, record).returncode != 0
+    gets_in_and_the_door_closes(lab, record)
+
+
 REVERT_AFTER = 8  # seconds: long enough for the script to finish, short for a test
 ADMIN_LINE = "# the admin's own line: init leaves this file alone"
 
@@ -215,6 +276,7 @@ def test_purge_undoes_everything_and_nobody_is_locked_out(quick_start_lab, recor
     lab = quick_start_lab
     guest = lab.guest()
     before = guest.run(["cat", "/etc/knockd.conf.before-knockssh"]).stdout
+    admins = guest.run(["cat", "/etc/nftables.conf"]).stdout
     done = guest.run(
         ["apt-get", "purge", "-y", "-q", "knockssh-server", "knockssh"],
         check=False,
@@ -239,7 +301,7 @@ def test_purge_undoes_everything_and_nobody_is_locked_out(quick_start_lab, recor
     assert not guarded(guest)
     enabled = guest.run(["systemctl", "is-enabled", "knockssh-firewall.service"], check=False)
     assert enabled.returncode != 0  # nothing loads the table at the next boot either
-    assert ADMIN_LINE in guest.run(["cat", "/etc/nftables.conf"]).stdout
+    assert guest.run(["cat", "/etc/nftables.conf"]).stdout == admins  # never rewritten
     # knockd was restarted on the admin's knockd.conf (Debian's, made for an eth0 this
     # guest has not: it fails, as it did before init); sshd needs no knock any more
     ssh = ["ssh", "-F", lab.ssh_config, "-o", "ProxyCommand=none", "knocked.lab", "echo plain"]
