@@ -99,7 +99,13 @@ class PidfileReloader(Reloader):
         return pid_alive(self.pid)
 
     def restart(self) -> None:
-        subprocess.run([self.exe, *self.arguments], check=True, start_new_session=True, timeout=30)
+        """Start the same knockd again: one that daemonizes (``-d``) is waited for,
+        one in the foreground is left running in a session of its own."""
+        argv = [self.exe, *self.arguments]
+        if "-d" in self.arguments or "--daemon" in self.arguments:
+            subprocess.run(argv, check=True, start_new_session=True, timeout=30)
+        else:
+            subprocess.Popen(argv, start_new_session=True, stdin=subprocess.DEVNULL)
         self.pid = self._read_pid() if wait_for(self._new_pid, 5) else self.pid
 
     def _new_pid(self) -> bool:

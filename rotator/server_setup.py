@@ -55,8 +55,29 @@ def _door(firewall: str, port: int, six: bool, cmd_timeout: int) -> tuple[str, s
         element = f"inet {NFT_TABLE} {'allowed6' if six else 'allowed'}"
         return f"/usr/sbin/nft add element {element} {{ %IP% timeout {cmd_timeout}s }}", None
     tool = "/usr/sbin/ip6tables" if six else "/usr/sbin/iptables"
-    rule = f"INPUT -s %IP% -p tcp --dport {port} -j ACCEPT"
+    rule = f"INPUT -s %IP% -p tcp --dport {port} -m comment --comment {DOOR_MARK} -j ACCEPT"
     return f"{tool} -C {rule} || {tool} -I {rule}", f"{tool} -D {rule}"
+
+
+DOOR_MARK = "knockssh-door"  # on every iptables door rule: close-doors removes them
+
+
+def door_rules(listing: str) -> list[list[str]]:
+    """The door rules in an ``iptables -S INPUT`` listing, each as the arguments that
+    ``iptables -D`` takes to delete it (its ``-A`` left out)."""
+    import shlex
+
+    found = []
+    for line in listing.splitlines():
+        if DOOR_MARK not in line:
+            continue
+        try:
+            words = shlex.split(line)
+        except ValueError:  # an unbalanced quote: not a line iptables wrote
+            continue
+        if words[:1] == ["-A"] and ("--comment", DOOR_MARK) in zip(words, words[1:]):
+            found.append(words[1:])
+    return found
 
 
 NFT_TABLE = "knock"
@@ -203,11 +224,13 @@ KNOCKD_DROPIN_TEXT = """\
 # knockd.service.d/knockssh.conf: knockssh-rotator init writes it in /etc/systemd/system,
 # the Debian package knockssh-server installs it in /lib/systemd/system.
 # Behind a knock, knockd is the only way in: whenever it ends (a crash, an exit with
-# status 0 on a poll error, an OOM kill), systemd starts it again, without a limit.
+# status 0 on a poll error, an OOM kill), systemd starts it again, without a limit;
+# before each start, the iptables doors a dead knockd can no longer close are closed.
 [Unit]
 StartLimitIntervalSec=0
 
 [Service]
+ExecStartPre=-knockssh-rotator close-doors
 Restart=always
 RestartSec=1
 """

@@ -70,7 +70,7 @@ FAULTS = [
     ("no drop", {"iptables": {"iptables": IPTABLES.replace("-j DROP", "-j ACCEPT"), "ip6tables": IPTABLES}}, "not dropped over IPv4"),
     ("ipv6 open", {"iptables": {"iptables": IPTABLES, "ip6tables": "-P INPUT ACCEPT\n"}}, "not dropped over IPv6"),
     ("no established", {"iptables": {"iptables": IPTABLES.replace("RELATED,ESTABLISHED", "NEW"), "ip6tables": IPTABLES}}, "no ESTABLISHED,RELATED accept over IPv4"),
-    ("not idempotent", {"conf_text": replace_in_conf("start_command = /usr/sbin/iptables -C INPUT -s %IP% -p tcp --dport 22 -j ACCEPT || ", "start_command = ")}, "start_command is not idempotent"),
+    ("not idempotent", {"conf_text": replace_in_conf("start_command = /usr/sbin/iptables -C INPUT -s %IP% -p tcp --dport 22 -m comment --comment knockssh-door -j ACCEPT || ", "start_command = ")}, "start_command is not idempotent"),
     ("no %IP%", {"conf_text": replace_in_conf("stop_command  = /usr/sbin/iptables -D INPUT -s %IP%", "stop_command  = /usr/sbin/iptables -D INPUT")}, "stop_command does not use %IP%"),
     ("seq_timeout", {"conf_text": replace_in_conf("seq_timeout   = 10", "seq_timeout   = 600")}, "seq_timeout = 600"),
     ("cmd_timeout", {"conf_text": replace_in_conf("cmd_timeout   = 30", "cmd_timeout   = 99999")}, "cmd_timeout = 99999"),

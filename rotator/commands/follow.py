@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import time
 
 from ..arguments import Out
 from ..errors import RotatorError
+from ..firewall import close_doors
+from ..knockd import PidfileReloader
 from ..rotation import Phase, next_change, phase
 from ..scheme import SchemeError, Settings
 from .rotate import find_knockd, rotate_once
@@ -40,9 +43,14 @@ def run(
         signal.signal(sig, lambda signum, _frame: stopping.append(signum))
     signal.set_wakeup_fd(wake_w)  # a signal ends the select() below at once
     out.say(f"following the clock: period {settings.period}s, grace {args.grace}s")
+    keeper: PidfileReloader | None = None
     applied: Phase | None = None
     retry_at = 0.0
     while not stopping:
+        if keeper is None:
+            keeper = _keeper(args)
+        elif not keeper.alive():
+            _start_again(keeper, out)
         now = time.time()
         wanted = phase(now, settings.period, args.grace)
         if wanted != applied and now >= retry_at:
@@ -57,3 +65,29 @@ def run(
             select.select([wake_r], [], [], max(0.0, min(RECHECK_SECONDS, due - time.time())))
     out.say("stopped")
     return 0
+
+
+def _keeper(args: argparse.Namespace) -> PidfileReloader | None:
+    """With --pidfile, the follower keeps knockd running, as systemd's Restart=always
+    does elsewhere: behind a knock it is the only way in. Only a knockd it has seen
+    running, and trusts (root's knockd binary), is started again; until then, None
+    (the rotation says what is wrong with the pidfile)."""
+    if not args.pidfile:
+        return None
+    try:
+        return PidfileReloader(args.pidfile)
+    except RotatorError:
+        return None
+
+
+def _start_again(keeper: PidfileReloader, out: Out) -> None:
+    """knockd ended: close the doors it can no longer close, then start it again."""
+    out.error(f"knockd (pid {keeper.pid}) ended: closing its doors and starting it again")
+    for rule in close_doors():
+        out.say(f"closed: {rule}")
+    try:
+        keeper.restart()
+    except (OSError, subprocess.SubprocessError) as exc:
+        out.error(f"knockd did not start again: {exc} (trying again in {RECHECK_SECONDS:g}s)")
+        return
+    out.say(f"knockd running again (pid {keeper.pid})")

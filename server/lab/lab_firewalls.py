@@ -41,7 +41,8 @@ class Iptables(Firewall):
     TOOLS = IPTABLES
 
     def _rule(self, source: str) -> list[str]:
-        return ["INPUT", "-s", source, "-p", "tcp", "--dport", str(SSH_PORT), "-j", "ACCEPT"]
+        return ["INPUT", "-s", source, "-p", "tcp", "--dport", str(SSH_PORT), "-m", "comment",
+                "--comment", server_setup.DOOR_MARK, "-j", "ACCEPT"]  # fmt: skip
 
     def admits(self, address: str) -> bool:
         six = ":" in address

@@ -2,9 +2,11 @@
 run by podman in the lab's server namespace: the client gets in through it."""
 
 import hashlib
+import time
 
 import pytest
 from helpers import paramiko_both_ways
+from lab import wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -42,6 +44,28 @@ def test_the_secret_is_a_mounted_file_only(container_lab):
         assert text and secret not in text
         assert hashlib.sha256(secret.encode()).hexdigest() not in text
     assert server.exec("cat", "/run/secrets/secret").stdout.strip() == secret
+
+
+def test_the_container_keeps_knockd_running_and_closes_what_it_left(container_lab, record):
+    """knockd SIGKILLed with a door open (its pending stop_command killed too): the
+    rotator, PID 1, closes the door and starts knockd again; a knock gets in."""
+    lab = container_lab
+    server = lab.knockd_container()
+    lab.close_door()
+    assert ssh_in(lab, record, "true").returncode == 0 and lab.door_open()
+    pid = server.exec("cat", "/run/knockd.pid").stdout.strip()
+    server.exec("sh", "-c", f"pkill -KILL -P {pid}; kill -KILL {pid}")
+
+    def restarted():
+        now = server.exec("cat", "/run/knockd.pid", check=False).stdout.strip()
+        return now not in ("", pid) and server.exec("kill", "-0", now, check=False).returncode == 0
+
+    assert wait_for(restarted, 15), server.logs()[-1500:]
+    assert not lab.door_open()  # closed at once, not after cmd_timeout
+    assert "ended: closing its doors and starting it again" in server.logs()
+    started = time.monotonic()
+    assert ssh_in(lab, record, "true").returncode == 0
+    assert time.monotonic() - started < 15
 
 
 def test_podman_stop_ends_the_rotator_cleanly(container_lab):

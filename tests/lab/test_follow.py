@@ -117,3 +117,36 @@ def test_follow_catches_a_jump_of_the_clock(fresh, record, tmp_path):
 
 def fresh_period(lab):
     return int(lab.rotator_env()["KNOCKD_ROTATOR_PERIOD_MODULO"])
+
+
+def test_follow_keeps_knockd_running_and_closes_the_doors_it_left(fresh, record):
+    """knockd SIGKILLed with a door open: the follower closes the door (its
+    stop_command died with knockd) and starts knockd again; the next knock gets in."""
+    if fresh.firewall().name != "iptables":
+        pytest.fail("this test needs the lab's iptables firewall")
+    follower = Follower(fresh, fresh.rotator_env())
+    try:
+        assert wait_for(
+            lambda: follower.changes() or any("following" in x for _, x in follower.lines), 10
+        )
+        assert ssh(fresh, record).returncode == 0 and fresh.door_open()
+        old = fresh.knockd_pid()
+        fresh.host_kind().cancel_pending_stops()  # as if they died with knockd (a cgroup kill)
+        os.kill(old, signal.SIGKILL)
+        assert wait_for(lambda: fresh.knockd_pid() not in (None, old), 15), follower.lines
+        assert not fresh.door_open()  # closed by close-doors, not by a stop_command
+        assert any("closed: iptables INPUT -s " in line for _, line in follower.lines), (
+            follower.lines
+        )
+        started = time.monotonic()
+        assert ssh(fresh, record).returncode == 0
+        assert time.monotonic() - started < 15
+    finally:
+        code, err = follower.stop()
+    assert code == 0, err
+    assert "ended: closing its doors and starting it again" in err
+
+
+def ssh(lab, record):
+    argv = ["ssh", "-F", lab.ssh_config, "lab", "true"]
+    return record(lab.in_client(argv, capture_output=True, timeout=60))

@@ -82,7 +82,11 @@ def test_knocked_ssh_gets_into_the_booted_server(host, record):
 
 def test_knockd_killed_is_restarted_and_a_knock_gets_in(host, record):
     """knockd is the only way in: the README's drop-in (Restart=always) has systemd
-    start it again whenever it ends, here killed as the OOM killer would."""
+    start it again whenever it ends, here killed as the OOM killer would, with a door
+    open. systemd kills knockd's pending stop_commands with it; the drop-in's
+    close-doors closes the door before knockd starts again."""
+    host.close_door()
+    assert ssh_in(host, record, "true").returncode == 0 and host.door_open()
     before = knockd_pid(host)
     sh(host, f"kill -KILL {before}")
     back = wait_for(lambda: knockd_pid(host) not in (0, before), 15)
@@ -90,6 +94,8 @@ def test_knockd_killed_is_restarted_and_a_knock_gets_in(host, record):
         host, "systemctl status knockd.service; journalctl -u knockd -n 8 -o cat"
     ).stdout
     assert sh(host, "systemctl is-active knockd.service").stdout.strip() == "active"
+    assert not host.door_open()  # at once, not after cmd_timeout
+    assert "closed: iptables INPUT -s" in sh(host, "journalctl -u knockd -o cat").stdout
     host.close_door()  # the connect below must knock the new knockd
     done = ssh_in(host, record, "echo", "back-$((6*7))")
     assert done.returncode == 0 and done.stdout.strip() == b"back-42", done.stderr
