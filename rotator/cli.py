@@ -40,6 +40,10 @@ def main(argv: list[str] | None = None, find: FindKnockd | None = None) -> int:
             from .commands import uninit
 
             return uninit.main(argv[1:])
+        if argv[:1] == ["watch"]:
+            from .commands import watch
+
+            return watch.main(argv[1:])
         if argv[:1] == ["close-doors"]:
             from .commands import close_doors
 

@@ -4,7 +4,7 @@ knockd.conf section and the firewall commands. Pure: the facts about the machine
 
 from __future__ import annotations
 
-from . import scheme
+from . import knockdconf, scheme
 
 SERVICE_MAX = 64
 
@@ -215,7 +215,12 @@ def sshd_port(sshd_config: str) -> int:
     return 22
 
 
-UNITS = ("knockssh-rotator.service", "knockssh-rotator.timer", "knockssh-firewall.service")
+UNITS = (
+    "knockssh-rotator.service",
+    "knockssh-rotator.timer",
+    "knockssh-firewall.service",
+    "knockssh-addresses.service",
+)
 PROGRAM = (
     "/usr/local/bin/knockssh-rotator"  # ExecStart= of rotator/units/ (the package's: /usr/bin)
 )
@@ -335,10 +340,11 @@ def setup_script(
         ),
         "# then knockd and the timer",
         "systemctl daemon-reload",
-        "systemctl enable knockd.service knockssh-rotator.timer"
+        "systemctl enable knockd.service knockssh-rotator.timer knockssh-addresses.service"
         + (f" {FIREWALL_UNIT}" if firewall == "nftables" else ""),
         "systemctl restart knockd.service",
         "systemctl start knockssh-rotator.timer knockssh-rotator.service",
+        "systemctl start knockssh-addresses.service",
         f"# clients: knockssh add {host} --service {service} --secret-stdin"
         f"   (with the secret from {env_file})",
         *(
@@ -416,6 +422,7 @@ def uninit_script(port: int, firewall: str) -> str:
         " and a pending revert (this is one)",
         f"systemctl stop {REVERT_UNIT}.timer 2>/dev/null || true",
         "systemctl disable --now knockssh-rotator.timer 2>/dev/null || true",
+        "systemctl disable --now knockssh-addresses.service 2>/dev/null || true",
         "systemctl stop 'knockssh-rotator-at-*.timer' knockssh-rotator.service 2>/dev/null || true",
         f"rm -f {units} {KNOCKD_DROPIN} {INIT_RECORD}",
         f"rmdir {KNOCKD_DROPIN.rsplit('/', 1)[0]} 2>/dev/null || true",
@@ -427,3 +434,22 @@ def uninit_script(port: int, firewall: str) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def interface_addresses(ip_o_addr: str) -> frozenset[str]:
+    """The addresses in ``ip -o addr show dev IF`` output (without their prefix
+    length): what knockd's capture filter is made of when it starts."""
+    found = set()
+    for line in ip_o_addr.splitlines():
+        words = line.split()
+        if len(words) > 3 and words[2] in ("inet", "inet6"):
+            found.add(words[3].split("/", 1)[0])
+    return frozenset(found)
+
+
+def interface_of(sections: list[knockdconf.Section]) -> str:
+    """The interface a knockd.conf makes knockd listen on (knockd's default: eth0)."""
+    for section in sections:
+        if section.name == "options" and section.find("INTERFACE"):
+            return section.find("INTERFACE")[-1].value
+    return "eth0"

@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rewrite the *_ROTATOR sections of knockd.conf with the current "
         "sequence and reload knockd (SIGHUP, never a restart). Settings come from "
         "KNOCKD_ROTATOR_* variables; the secret from KNOCKD_ROTATOR_SECRET. "
-        "Other commands: init, confirm, check, uninit, close-doors (each with --help).",
+        "Other commands: init, confirm, check, uninit, close-doors, watch (each with --help).",
     )
     p.add_argument(
         "--config", type=path_arg, default=DEFAULT_CONFIG, help="knockd.conf (default %(default)s)"

@@ -191,6 +191,36 @@ def test_a_reboot_brings_back_knockd_and_inits_own_table(quick_start_lab, record
     gets_in_and_the_door_closes(lab, record)
 
 
+def test_a_new_address_on_the_interface_is_knocked_within_15s(quick_start_lab, record, tmp_path):
+    """knockd reads its interface's addresses only when it starts: the watcher
+    (knockssh-addresses.service) restarts it when they change."""
+    lab = quick_start_lab
+    guest = lab.guest()
+    new = "198.18.0.50"
+    interface = guest.run(["ip", "-o", "route", "show", "default"]).stdout.split()[4]
+    assert (
+        guest.run(["systemctl", "is-active", "knockssh-addresses.service"]).stdout.strip()
+        == "active"
+    )
+    hosts = tmp_path / "hosts.toml"
+    hosts.write_text(
+        f'[[host]]\nmatch = ["{new}"]\nservice = "ssh"\nsecret_file = "{lab.path("secret")}"\n'
+    )
+    env = {**lab.client_env(), "KNOCKSSH_CONFIG": str(hosts)}
+    guest.run(["ip", "addr", "add", f"{new}/24", "dev", interface])
+    try:
+        added = time.monotonic()
+        ssh = ["ssh", "-F", lab.ssh_config, "-o", "ProxyCommand=knockssh %h %p", new, "echo new"]
+        done = record(lab.in_client(ssh, capture_output=True, env=env, timeout=60))
+        assert done.returncode == 0 and done.stdout == b"new\n", done.stderr
+        assert time.monotonic() - added < 15
+        log = guest.run(["journalctl", "-u", "knockssh-addresses", "-o", "cat"]).stdout
+        assert f"{interface}: addresses changed (+{new}, -none): restarting knockd.service" in log
+    finally:
+        guest.run(["ip", "addr", "del", f"{new}/24", "dev", interface], check=False)
+    gets_in_and_the_door_closes(lab, record)
+
+
 REVERT_AFTER = 8  # seconds: long enough for the script to finish, short for a test
 ADMIN_LINE = "# the admin's own line: init leaves this file alone"
 
