@@ -133,6 +133,7 @@ def firewall_rules(port: int, firewall: str) -> list[str]:
 
 
 FIREWALL_FILE = "/etc/knockssh/firewall.nft"
+FIREWALL_SCRIPT = "/etc/knockssh/firewall.sh"  # what knockssh-firewall.service runs
 FIREWALL_UNIT = "knockssh-firewall.service"
 
 
@@ -157,15 +158,22 @@ table inet {NFT_TABLE} {{
 
 
 def firewall_commands(port: int, firewall: str) -> list[str]:
-    """The rules, and how they come back at boot. nftables: a table in a file of its
-    own, loaded by a unit of its own (the admin's /etc/nftables.conf is left as it
-    is); iptables: netfilter-persistent's save of what is loaded."""
+    """The rules, in files of init's own, loaded now and at boot by a unit of its
+    own (knockssh-firewall.service runs FIREWALL_SCRIPT): the admin's
+    /etc/nftables.conf or /etc/iptables/rules.v4 is never rewritten. nftables: a
+    table of its own; iptables: the idempotent commands."""
     if firewall == "nftables":
-        return [
-            f"cat > {FIREWALL_FILE} <<'EOF'\n{nft_table(port)}\nEOF",
-            f"nft -f {FIREWALL_FILE}",
-        ]
-    return [*firewall_rules(port, firewall), "netfilter-persistent save"]
+        script = f"nft -f {FIREWALL_FILE}"
+        table = [f"cat > {FIREWALL_FILE} <<'EOF'\n{nft_table(port)}\nEOF"]
+    else:
+        script = "\n".join(firewall_rules(port, firewall))
+        table = []
+    return [
+        *table,
+        f"cat > {FIREWALL_SCRIPT} <<'EOF'\n# knockssh-rotator init: loaded at boot by "
+        f"{FIREWALL_UNIT}\n{script}\nEOF",
+        f"sh {FIREWALL_SCRIPT}",
+    ]
 
 
 IFNAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
@@ -340,8 +348,8 @@ def setup_script(
         ),
         "# then knockd and the timer",
         "systemctl daemon-reload",
-        "systemctl enable knockd.service knockssh-rotator.timer knockssh-addresses.service"
-        + (f" {FIREWALL_UNIT}" if firewall == "nftables" else ""),
+        f"systemctl enable knockd.service knockssh-rotator.timer {FIREWALL_UNIT}",
+        "systemctl enable knockssh-addresses.service",
         "systemctl restart knockd.service",
         "systemctl start knockssh-rotator.timer knockssh-rotator.service",
         "systemctl start knockssh-addresses.service",
@@ -398,18 +406,17 @@ def uninit_script(port: int, firewall: str) -> str:
     if firewall not in FIREWALLS or not 0 < port < 65536:
         raise ValueError(f"firewall {firewall!r}, port {port}")
     if firewall == "nftables":
-        opened = [
-            f"systemctl disable {FIREWALL_UNIT} 2>/dev/null || true",
-            f"nft delete table inet {NFT_TABLE} 2>/dev/null || true",
-            f"rm -f {FIREWALL_FILE}",
-        ]
+        opened = [f"nft delete table inet {NFT_TABLE} 2>/dev/null || true"]
     else:
         opened = [
             f"while {tool} -C INPUT -p tcp --dport {port} -j DROP 2>/dev/null; do "
             f"{tool} -D INPUT -p tcp --dport {port} -j DROP; done"
             for tool in ("iptables", "ip6tables")
         ]
-        opened.append("netfilter-persistent save")
+    opened += [
+        f"systemctl disable {FIREWALL_UNIT} 2>/dev/null || true",
+        f"rm -f {FIREWALL_FILE} {FIREWALL_SCRIPT}",
+    ]
     units = " ".join(f"{UNIT_DIR}/{name}" for name in UNITS)
     lines = [
         "#!/bin/sh",

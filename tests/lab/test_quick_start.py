@@ -245,6 +245,36 @@ def fresh_init(guest, *args):
     return guest.shell(f"{init} | sh", check=False)
 
 
+def test_init_with_iptables_keeps_to_its_own_files(quick_start_lab, record):
+    """The admin's saved rules (/etc/iptables/rules.v4) are never rewritten: init's
+    rules come back at boot from its own script and unit."""
+    lab = quick_start_lab
+    guest = lab.guest()
+    guest.shell("install -d /etc/iptables && echo '# the admin rules' >> /etc/iptables/rules.v4")
+    saved = guest.run(["cat", "/etc/iptables/rules.v4"]).stdout
+    try:
+        done = fresh_init(guest, "--firewall", "iptables", "--revert-after", "0")
+        assert done.returncode == 0, done.stdout + done.stderr
+        lab.note_firewall("iptables")
+        drop = ["iptables", "-C", "INPUT", "-p", "tcp", "--dport", "22", "-j", "DROP"]
+        assert guest.run(drop, check=False).returncode == 0
+        assert (
+            guest.run(["systemctl", "is-enabled", "knockssh-firewall.service"]).stdout.strip()
+            == "enabled"
+        )
+        assert guest.run(["cat", "/etc/iptables/rules.v4"]).stdout == saved
+        lab.host_kind().take_secret()
+        gets_in_and_the_door_closes(lab, record)
+        guest.shell("knockssh-rotator uninit | sh")
+        assert guest.run(drop, check=False).returncode != 0
+        assert guest.run(["cat", "/etc/iptables/rules.v4"]).stdout == saved
+    finally:
+        done = fresh_init(guest, "--revert-after", "0")  # back to nftables for the rest
+        lab.note_firewall("nftables")
+        lab.host_kind().take_secret()
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_an_unconfirmed_init_that_locks_out_is_undone(quick_start_lab, record):
     """knockd on the wrong interface (lo: no knock reaches it) and nobody confirms:
     after the revert delay, plain ssh works again and knockd.conf is the old one."""
@@ -323,6 +353,7 @@ def test_purge_undoes_everything_and_nobody_is_locked_out(quick_start_lab, recor
         "/etc/systemd/system/knockd.service.d/knockssh.conf",
         "/etc/knockd.conf.before-knockssh",
         "/etc/knockssh/firewall.nft",
+        "/etc/knockssh/firewall.sh",
     ):
         assert guest.run(["test", "-e", path], check=False).returncode == 1, path
     assert guest.run(["cat", "/etc/knockd.conf"]).stdout == before
