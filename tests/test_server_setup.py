@@ -232,3 +232,55 @@ def test_close_doors_removes_the_doors_and_nothing_else(tmp_path):
         assert again.returncode == 0 and again.stdout == ""
     finally:
         subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def test_interface_addresses_and_interface_of():
+    text = (
+        "2: eth0    inet 192.0.2.1/24 brd 192.0.2.255 scope global eth0\\       valid_lft forever\n"
+        "2: eth0    inet6 2001:db8::1/64 scope global \\       valid_lft forever\n"
+        "2: eth0    link/ether 00:11:22:33:44:55\n"
+    )
+    assert server_setup.interface_addresses(text) == {"192.0.2.1", "2001:db8::1"}
+    assert server_setup.interface_of(knockdconf.parse("[options]\n  Interface = ens5\n")) == "ens5"
+    assert server_setup.interface_of(knockdconf.parse("[a]\n  sequence = 1\n")) == "eth0"
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 and os.environ.get("CI") != "true",
+    reason="needs root (network namespaces); CI is root",
+)
+def test_watch_sees_an_address_come_and_go(tmp_path):
+    """knockssh-rotator watch in a namespace made here, on a veth: an address added is
+    announced and answered by a restart of knockd's unit (here without systemd: the
+    restart fails and says so; the watcher goes on and ends on SIGTERM)."""
+    ns = f"ksw{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    watcher = None
+    try:
+
+        def ip(*args):
+            subprocess.run(["ip", "netns", "exec", ns, "ip", *args], check=True)
+
+        ip("link", "add", "w0", "type", "veth", "peer", "name", "w1")
+        ip("link", "set", "w0", "up")
+        conf = tmp_path / "knockd.conf"
+        conf.write_text("[options]\n  Interface = w0\n[ssh_ROTATOR]\n  sequence = 1,2,3\n")
+        watcher = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", ROTATOR_CODE, "watch", "--config", str(conf)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": ROOT, "PATH": f"{tmp_path}:/usr/sbin:/usr/bin:/sbin:/bin"},
+        )  # fmt: skip
+        (tmp_path / "systemctl").write_text('#!/bin/sh\necho "no systemd here" >&2\nexit 1\n')
+        (tmp_path / "systemctl").chmod(0o755)
+        first = watcher.stdout.readline()
+        assert first.startswith("watching the addresses of w0: "), first
+        ip("addr", "add", "198.18.7.7/24", "dev", "w0")
+        line = watcher.stdout.readline()
+        assert line == "w0: addresses changed (+198.18.7.7, -none): restarting knockd.service\n"
+        assert "systemctl restart knockd.service: no systemd here" in watcher.stderr.readline()
+    finally:
+        if watcher is not None:
+            watcher.terminate()
+            watcher.wait(timeout=10)
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    assert watcher.returncode == 0
