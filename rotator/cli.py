@@ -16,6 +16,16 @@ if TYPE_CHECKING:
     from .commands.rotate import FindKnockd
 
 
+COMMANDS = {  # the word on the command line -> its module in rotator/commands/
+    "init": "init",
+    "confirm": "confirm",
+    "check": "check",
+    "uninit": "uninit",
+    "close-doors": "close_doors",
+    "watch": "watch",
+}
+
+
 def main(argv: list[str] | None = None, find: FindKnockd | None = None) -> int:
     """The command; ``find`` says how a rotation finds knockd (by default, by
     --pidfile or the systemd unit): tests give a stand-in, nothing is patched."""
@@ -28,30 +38,11 @@ def main(argv: list[str] | None = None, find: FindKnockd | None = None) -> int:
             out.error(str(exc))
             return 2
     try:
-        if argv[:1] == ["init"]:
-            from .commands import init
+        if argv[:1] and argv[0] in COMMANDS:
+            import importlib
 
-            return init.main(argv[1:])
-        if argv[:1] == ["check"]:
-            from .commands import check
-
-            return check.main(argv[1:])
-        if argv[:1] == ["uninit"]:
-            from .commands import uninit
-
-            return uninit.main(argv[1:])
-        if argv[:1] == ["watch"]:
-            from .commands import watch
-
-            return watch.main(argv[1:])
-        if argv[:1] == ["close-doors"]:
-            from .commands import close_doors
-
-            return close_doors.main(argv[1:])
-        if argv[:1] == ["confirm"]:
-            from .commands import confirm
-
-            return confirm.main(argv[1:])
+            command = importlib.import_module(f".commands.{COMMANDS[argv[0]]}", __package__)
+            return int(command.main(argv[1:]))
         return _rotate(argv, out, find)
     except SchemeError as exc:
         out.error(str(exc))

@@ -111,11 +111,7 @@ def _sections(facts: Facts, found: list[Finding]) -> list[knockdconf.Section]:
 
 def _interface(facts: Facts, sections: list[knockdconf.Section], found: list[Finding]) -> None:
     assert facts.interfaces is not None
-    configured = None
-    for section in sections:
-        if section.name == "options" and section.find("INTERFACE"):
-            configured = section.find("INTERFACE")[-1].value
-    name = facts.knockd_interface or configured or "eth0"  # knockd's default
+    name = facts.knockd_interface or knockdconf.interface_of(sections)
     suggestion = (
         f"set 'Interface = {facts.default_interface}' (the default route's) in "
         f"{facts.conf_path}, then systemctl restart knockd.service"
@@ -342,7 +338,7 @@ def knockd_config(argv: list[str]) -> str:
             found = next(words, found)
         elif word.startswith("--config="):
             found = word.split("=", 1)[1]
-        elif word.startswith("-c") and not word.startswith("--"):
+        elif word.startswith("-c"):
             found = word[2:]
     return found
 

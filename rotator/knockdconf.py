@@ -147,6 +147,15 @@ def log_file(sections: list[Section]) -> str | None:
     return None
 
 
+def interface_of(sections: list[Section]) -> str:
+    """The interface a parsed knockd.conf makes knockd listen on (knockd's default:
+    eth0)."""
+    for section in sections:
+        if section.name == "options" and section.find("INTERFACE"):
+            return section.find("INTERFACE")[-1].value
+    return "eth0"
+
+
 def check_sequence(value: str) -> str | None:
     if not value.isascii() and not _is_utf8(value):
         return "the sequence is not valid UTF-8 text"

@@ -4,7 +4,7 @@ knockd.conf section and the firewall commands. Pure: the facts about the machine
 
 from __future__ import annotations
 
-from . import knockdconf, scheme
+from . import scheme
 
 SERVICE_MAX = 64
 
@@ -452,11 +452,3 @@ def interface_addresses(ip_o_addr: str) -> frozenset[str]:
         if len(words) > 3 and words[2] in ("inet", "inet6"):
             found.add(words[3].split("/", 1)[0])
     return frozenset(found)
-
-
-def interface_of(sections: list[knockdconf.Section]) -> str:
-    """The interface a knockd.conf makes knockd listen on (knockd's default: eth0)."""
-    for section in sections:
-        if section.name == "options" and section.find("INTERFACE"):
-            return section.find("INTERFACE")[-1].value
-    return "eth0"

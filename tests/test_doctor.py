@@ -603,3 +603,35 @@ def proc_wait_for(condition, timeout):
     from rotator.proc import wait_for
 
     return wait_for(condition, timeout)
+
+
+@pytest.mark.parametrize(
+    "argv, config",
+    [
+        (["knockd", "-c", "/a", "-c"], "/a"),  # a last -c without its file changes nothing
+        (["knockd", "--config=/c.conf"], "/c.conf"),
+        (["knockd", "--config=/x=y"], "/x=y"),
+    ],
+)
+def test_the_config_a_knockd_reads_at_the_edges(argv, config):
+    assert doctor.knockd_config(argv) == config
+
+
+@pytest.mark.parametrize(
+    "text, ports",
+    [
+        ("0: 00000000:0016 00000000:0000 0A\n", {22}),  # four fields are enough
+        ("0: 00000000:0016 00000000:0000\n", set()),  # three are not
+        ("0: 00000000:0X16 00000000:0000 0A x\n", set()),
+        ("0: 00000000:ZZZZ 00000000:0000 0A x\n", set()),
+        ("0: 00000000:00016 00000000:0000 0A x\n", set()),
+    ],
+)
+def test_listening_ports_read_only_four_hex_digits(text, ports):
+    assert doctor.listening_ports(text) == ports
+
+
+@pytest.mark.parametrize("count, tail", [(5, "3004)"), (6, "3004 ...)")])
+def test_busy_ports_are_cut_after_five(count, tail):
+    found = lines_of(listening=frozenset(range(3000, 3000 + count)))
+    assert f"(3000, 3001, 3002, 3003, {tail}:" in found[0]

@@ -241,8 +241,8 @@ def test_interface_addresses_and_interface_of():
         "2: eth0    link/ether 00:11:22:33:44:55\n"
     )
     assert server_setup.interface_addresses(text) == {"192.0.2.1", "2001:db8::1"}
-    assert server_setup.interface_of(knockdconf.parse("[options]\n  Interface = ens5\n")) == "ens5"
-    assert server_setup.interface_of(knockdconf.parse("[a]\n  sequence = 1\n")) == "eth0"
+    assert knockdconf.interface_of(knockdconf.parse("[options]\n  Interface = ens5\n")) == "ens5"
+    assert knockdconf.interface_of(knockdconf.parse("[a]\n  sequence = 1\n")) == "eth0"
 
 
 @pytest.mark.skipif(

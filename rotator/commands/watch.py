@@ -15,7 +15,7 @@ import select
 import signal
 import time
 
-from .. import conffile, knockdconf, netlink, server_setup
+from .. import conffile, knockdconf, netlink
 from ..arguments import DEFAULT_CONFIG, Out, Parser, path_arg
 from ..errors import RotatorError
 from ..systemd import systemctl
@@ -41,7 +41,7 @@ def main(argv: list[str]) -> int:
     args = watch_parser().parse_args(argv)
     out = Out(False, False)
     try:
-        interface = server_setup.interface_of(knockdconf.parse(conffile.read_text(args.config)))
+        interface = knockdconf.interface_of(knockdconf.parse(conffile.read_text(args.config)))
     except (RotatorError, knockdconf.ConfError) as exc:
         out.error(f"{args.config}: {exc}")
         return 1
