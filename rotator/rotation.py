@@ -98,6 +98,12 @@ def phase(at: float, period: int, grace: int = 0) -> Phase:
     return Phase(start, at < start + grace)
 
 
+def moved_on(started: float, now: float, period: int, grace: int = 0) -> bool:
+    """Does ``now`` hold another phase than ``started`` did (a clock step, or a run
+    that went past a boundary)? Then the run rotates again."""
+    return phase(started, period, grace) != phase(now, period, grace)
+
+
 def next_change(at: float, period: int, grace: int = 0) -> int:
     """The first instant after ``at`` at which phase() changes: the grace's end when
     it is still running, else the next boundary."""

@@ -85,3 +85,11 @@ def test_phase_and_next_change_without_grace_follow_the_boundaries():
     assert rotation.next_change(START + 10, 100, 10) == START + 100
     every_30 = SETTINGS.replace(server_interval=30)
     assert rotation.next_regular_run(1_000_010, every_30) == 1_000_020  # on the 30 s grid
+
+
+def test_moved_on_tells_a_clock_step_from_a_run_within_its_phase():
+    assert not rotation.moved_on(START + 1, START + 99, 100)  # the same period
+    assert rotation.moved_on(START + 99, START + 100, 100)  # the boundary passed
+    assert rotation.moved_on(START + 50, START - 3600, 100)  # stepped back an hour
+    assert rotation.moved_on(START + 5, START + 10, 100, 10)  # the grace ended
+    assert not rotation.moved_on(START + 5, START + 9, 100, 10)

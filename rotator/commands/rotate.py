@@ -15,7 +15,7 @@ from ..arguments import DEFAULT_CONFIG, Out, Parser, path_arg, seconds, unix_sec
 from ..errors import RotatorError
 from ..knockd import Reloader, reload_and_verify, reloader_for
 from ..knockdconf import ConfError, log_file, parse
-from ..rotation import Rotation, extra_runs, next_regular_run, rotate
+from ..rotation import Rotation, extra_runs, moved_on, next_regular_run, rotate
 from ..scheme import (
     ENV_NAMES,
     SchemeError,
@@ -144,10 +144,20 @@ def run(
     args: argparse.Namespace, out: Out, settings: Settings, find: FindKnockd | None = None
 ) -> int:
     now = time.time() if args.at is None else float(args.at)
-    rotation = rotate_once(args, out, settings, now, find or find_knockd(args))
-    if rotation is not None and rotation.sections:
-        _schedule(args, out, now, settings)
+    for _ in range(CLOCK_STEPS_FOLLOWED):
+        rotation = rotate_once(args, out, settings, now, find or find_knockd(args))
+        if rotation is not None and rotation.sections:
+            _schedule(args, out, now, settings)
+        if args.at is not None or not moved_on(now, time.time(), settings.period, args.grace):
+            break
+        # the clock was stepped during this run (its OnClockChange start is then
+        # lost, as the unit was still active): once more, for the clock as it is now
+        out.say("the clock moved during this run: rotating again")
+        now = time.time()
     return 0
+
+
+CLOCK_STEPS_FOLLOWED = 3  # runs at most, should the clock move during each
 
 
 def rotate_once(

@@ -191,6 +191,53 @@ def test_a_reboot_brings_back_knockd_and_inits_own_table(quick_start_lab, record
     gets_in_and_the_door_closes(lab, record)
 
 
+def the_sequence(guest):
+    conf = guest.run(["cat", "/etc/knockd.conf"]).stdout
+    return [line.split("=")[1].strip() for line in conf.splitlines() if "sequence" in line]
+
+
+def test_the_clock_moved_an_hour_or_more_either_way(quick_start_lab, record):
+    """NTP steps a clock that a wrong or missing RTC had set (a Raspberry Pi), or an
+    admin runs `date -s`: the timer's OnClockChange runs the rotator at once, and a
+    client on the corrected clock gets in within 15 s. This machine is a VM of its
+    own, so the test moves its real clock (the guest shares it) into the next period
+    and back, and puts it right whatever happens (monotonic time measures the gap)."""
+    lab = quick_start_lab
+    guest = lab.guest()
+    setting = guest.shell("grep -h '^KNOCKD_ROTATOR_PERIOD_MODULO=' /etc/knockssh/rotator.env",
+                          check=False).stdout  # fmt: skip
+    period = int(setting.split("=")[1]) if setting else 21600  # the scheme's default
+    wall, mono = time.time(), time.monotonic()
+
+    def real():
+        return wall + time.monotonic() - mono
+
+    step = (int(wall) // period + 1) * period + 5 - wall  # into the next period
+    if step < 3600:
+        step += period
+    before = the_sequence(guest)
+    try:
+        for offset, back in ((step, False), (0.0, True)):  # ahead, then right again
+            time.clock_settime(time.CLOCK_REALTIME, real() + offset)
+            moved = time.monotonic()
+            changed = wait_for(lambda: (the_sequence(guest) == before) is back, 15)  # noqa: B023
+            assert changed, guest.run(
+                ["journalctl", "-u", "knockssh-rotator", "-n", "20", "-o", "cat"]
+            ).stdout
+            lab.close_door()
+            done = knocked_ssh(lab, record)
+            assert done.returncode == 0 and done.stdout == b"in\n", done.stderr
+            took = time.monotonic() - moved
+            moved_by = (step if not back else -step) / 3600
+            print(f"clock moved {moved_by:+.1f} h: in after {took:.1f} s")  # shown with -s
+            assert took < 15
+    finally:
+        time.clock_settime(time.CLOCK_REALTIME, real())
+    assert abs(time.time() - real()) < 1
+    assert the_sequence(guest) == before
+    gets_in_and_the_door_closes(lab, record)
+
+
 def test_a_new_address_on_the_interface_is_knocked_within_15s(quick_start_lab, record, tmp_path):
     """knockd reads its interface's addresses only when it starts: the watcher
     (knockssh-addresses.service) restarts it when they change."""
