@@ -13,6 +13,8 @@ from lab import wait_for
 from lab_hosts import DEB_BUILD_PATH
 from systemd_host import readme_server_setup
 
+from rotator.scheme import DEFAULTS
+
 pytestmark = pytest.mark.lab
 
 EXAMPLE_HOST = "server.example.org"
@@ -206,7 +208,7 @@ def test_the_clock_moved_an_hour_or_more_either_way(quick_start_lab, record):
     guest = lab.guest()
     setting = guest.shell("grep -h '^KNOCKD_ROTATOR_PERIOD_MODULO=' /etc/knockssh/rotator.env",
                           check=False).stdout  # fmt: skip
-    period = int(setting.split("=")[1]) if setting else 21600  # the scheme's default
+    period = int(setting.split("=")[1] if setting else DEFAULTS["PERIOD_MODULO"])
     wall, mono = time.time(), time.monotonic()
 
     def real():
