@@ -63,6 +63,9 @@ def trusted_knockd(pid: int) -> str:
         path = os.path.dirname(path)
 
 
+STOP_SECONDS = 5.0
+
+
 class PidfileReloader(Reloader):
     """SIGHUP to the pid in a pidfile; to restart, the knockd binary that pid ran."""
 
@@ -97,6 +100,17 @@ class PidfileReloader(Reloader):
 
     def alive(self) -> bool:
         return pid_alive(self.pid)
+
+    def stop(self) -> bool:
+        """End this knockd (SIGTERM, SIGKILL after STOP_SECONDS): whether it ended."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                return True
+            if wait_for(lambda: not self.alive(), STOP_SECONDS):
+                return True
+        return False
 
     def restart(self) -> None:
         """Start the same knockd again: one that daemonizes (``-d``) is waited for,

@@ -156,6 +156,35 @@ def interface_of(sections: list[Section]) -> str:
     return "eth0"
 
 
+KNOCKD_VALUED_LETTERS = "cigp"  # knockd 0.8's options that take a value (-c FILE…)
+
+
+def interface_on_command_line(argv: list[str]) -> str | None:
+    """The interface knockd's own command line names, read as getopt does (``-i IF``,
+    ``-iIF``, ``-di IF``, ``--interface IF``, ``--interface=IF``; the last one wins),
+    which overrides knockd.conf's; None if it names none."""
+    found, i = None, 0
+    while i < len(argv):
+        word, following = argv[i], argv[i + 1] if i + 1 < len(argv) else None
+        i += 1
+        if word == "--":
+            break
+        if word.startswith("--"):
+            name, eq, value = word[2:].partition("=")
+            if name in ("config", "interface", "pidfile", "logfile") and not eq:
+                value, i = following or "", i + 1
+            if name == "interface":
+                found = value or found
+        elif word.startswith("-") and len(word) > 1:
+            for at, letter in enumerate(word[1:], 2):
+                if letter in KNOCKD_VALUED_LETTERS:
+                    value = word[at:] or following or ""
+                    i += 0 if word[at:] else 1
+                    found = value if letter == "i" and value else found
+                    break
+    return found
+
+
 def check_sequence(value: str) -> str | None:
     if not value.isascii() and not _is_utf8(value):
         return "the sequence is not valid UTF-8 text"

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
 
-from .server_setup import interface_addresses
+from .server_setup import address_change, interface_addresses
 
 RTMGRP_IPV4_IFADDR = 0x10
 RTMGRP_IPV6_IFADDR = 0x100
@@ -42,3 +43,38 @@ def addresses(interface: str) -> frozenset[str] | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return interface_addresses(done.stdout) if done.returncode == 0 else None
+
+
+SETTLE = 0.5  # seconds: addresses come in bursts (an IPv6 address and its routes)
+
+
+class AddressWatch:
+    """An interface's addresses as knockd last started with them, and the kernel's
+    announcements that they may have changed (``fileno`` is for select)."""
+
+    def __init__(self, interface: str) -> None:
+        self.interface = interface
+        self.events = address_events()
+        self.known = addresses(interface)
+
+    def fileno(self) -> int:
+        return self.events.fileno()
+
+    def look(self) -> frozenset[str] | None:
+        return addresses(self.interface)
+
+    def change(self, announced: bool) -> str | None:
+        """A line saying what changed, if the addresses now differ from the ones
+        knockd started with; after an announcement, the rest of its burst is awaited
+        first."""
+        if announced:
+            time.sleep(SETTLE)  # the condition is the kernel's burst ending: no event says so
+            drain(self.events)
+        now = self.look()
+        if now is None or now == self.known:
+            return None
+        return address_change(self.interface, self.known or frozenset(), now)
+
+    def started_with(self, now: frozenset[str] | None) -> None:
+        """knockd (re)started and sees these addresses."""
+        self.known = now

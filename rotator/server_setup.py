@@ -452,3 +452,12 @@ def interface_addresses(ip_o_addr: str) -> frozenset[str]:
         if len(words) > 3 and words[2] in ("inet", "inet6"):
             found.add(words[3].split("/", 1)[0])
     return frozenset(found)
+
+
+def address_change(interface: str, before: frozenset[str], now: frozenset[str]) -> str:
+    """What changed between two sets of an interface's addresses, in one line."""
+    added, gone = sorted(now - before), sorted(before - now)
+    return (
+        f"{interface}: addresses changed (+{', '.join(added) or 'none'}, "
+        f"-{', '.join(gone) or 'none'})"
+    )

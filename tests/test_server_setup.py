@@ -245,6 +245,38 @@ def test_interface_addresses_and_interface_of():
     assert knockdconf.interface_of(knockdconf.parse("[a]\n  sequence = 1\n")) == "eth0"
 
 
+@pytest.mark.parametrize(
+    ("argv", "interface"),
+    [
+        (["-d", "-c", "/etc/knockd.conf", "-i", "ens5"], "ens5"),
+        (["-iens6"], "ens6"),
+        (["-di", "ens7", "-c", "f"], "ens7"),  # a cluster: -d, then -i with the next word
+        (["--interface", "ens8"], "ens8"),
+        (["--interface=ens9"], "ens9"),
+        (["-i", "a", "--interface=b"], "b"),  # the last one wins, as with getopt
+        (["-c", "-ifile"], None),  # -c's value, not an -i
+        (["--config", "-i"], None),
+        (["-p", "/run/-ix.pid"], None),
+        (["--", "-i", "x"], None),  # operands
+        (["-i"], None),  # no value: knockd would refuse to start
+        (["-d", "-v"], None),
+        ([], None),
+    ],
+)
+def test_the_interface_on_knockd_command_line(argv, interface):
+    assert knockdconf.interface_on_command_line(argv) == interface
+
+
+def test_an_address_change_in_one_line():
+    before, now = frozenset({"192.0.2.1", "2001:db8::1"}), frozenset({"192.0.2.1", "192.0.2.9"})
+    assert server_setup.address_change("eth0", before, now) == (
+        "eth0: addresses changed (+192.0.2.9, -2001:db8::1)"
+    )
+    assert server_setup.address_change("eth0", frozenset(), before) == (
+        "eth0: addresses changed (+192.0.2.1, 2001:db8::1, -none)"
+    )
+
+
 @pytest.mark.skipif(
     os.geteuid() != 0 and os.environ.get("CI") != "true",
     reason="needs root (network namespaces); CI is root",

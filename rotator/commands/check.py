@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 
-from .. import conffile, doctor, files, proc, server_setup, systemd
+from .. import conffile, doctor, files, knockdconf, proc, server_setup, systemd
 from ..arguments import DEFAULT_CONFIG, Out, Parser, path_arg, write_out
 from ..errors import RotatorError
 from ..scheme import whole_number
@@ -76,12 +76,9 @@ def gather(args: argparse.Namespace) -> doctor.Facts:
     interfaces = doctor.interfaces_of(ip_link) if ip_link is not None else None
     under_systemd = systemd.under_systemd()
     pid = _knockd_pid(args, under_systemd)
-    knockd_interface = None
-    if pid:
-        words = proc.command_line(pid)
-        for flag in ("-i", "--interface"):
-            if flag in words[:-1]:
-                knockd_interface = words[words.index(flag) + 1]
+    knockd_interface = (
+        knockdconf.interface_on_command_line(proc.command_line(pid)[1:]) if pid else None
+    )
     env_text, env_mode, env_error = _read_file(args.env_file)
     if under_systemd:
         timer = _output(["systemctl", "is-active", "knockssh-rotator.timer"]) or ""

@@ -13,14 +13,12 @@ import argparse
 import os
 import select
 import signal
-import time
 
 from .. import conffile, knockdconf, netlink
 from ..arguments import DEFAULT_CONFIG, Out, Parser, path_arg
 from ..errors import RotatorError
 from ..systemd import systemctl
 
-SETTLE = 0.5  # seconds: addresses come in bursts (an IPv6 address and its routes)
 LOOK_ANYWAY = 60.0  # seconds between looks without an announcement
 
 
@@ -51,26 +49,20 @@ def main(argv: list[str]) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, _frame: stopping.append(signum))
     signal.set_wakeup_fd(wake_w)
-    events = netlink.address_events()
-    known = netlink.addresses(interface)
-    out.say(f"watching the addresses of {interface}: {', '.join(sorted(known or ())) or 'none'}")
+    addresses = netlink.AddressWatch(interface)
+    shown = ", ".join(sorted(addresses.known or ())) or "none"
+    out.say(f"watching the addresses of {interface}: {shown}")
     while not stopping:
-        ready, _, _ = select.select([events.fileno(), wake_r], [], [], LOOK_ANYWAY)
-        if events.fileno() in ready:
-            time.sleep(SETTLE)  # the rest of the burst, read at once below
-            netlink.drain(events)
-        now = netlink.addresses(interface)
-        if now is None or now == known:
+        ready, _, _ = select.select([addresses.fileno(), wake_r], [], [], LOOK_ANYWAY)
+        changed = addresses.change(announced=addresses.fileno() in ready)
+        if changed is None:
             continue
-        added, gone = sorted(now - (known or frozenset())), sorted((known or frozenset()) - now)
-        out.say(
-            f"{interface}: addresses changed (+{', '.join(added) or 'none'}, "
-            f"-{', '.join(gone) or 'none'}): restarting {args.unit}"
-        )
+        now = addresses.look()  # before the restart: a change in between is seen next
+        out.say(f"{changed}: restarting {args.unit}")
         done = systemctl("restart", args.unit)
         if done.returncode != 0:
             out.error(f"systemctl restart {args.unit}: {done.stderr.strip() or 'failed'}")
             continue  # known stays: the next look tries again
-        known = now
+        addresses.started_with(now)
     out.say("stopped")
     return 0

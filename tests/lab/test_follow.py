@@ -150,3 +150,46 @@ def test_follow_keeps_knockd_running_and_closes_the_doors_it_left(fresh, record)
 def ssh(lab, record):
     argv = ["ssh", "-F", lab.ssh_config, "lab", "true"]
     return record(lab.in_client(argv, capture_output=True, timeout=60))
+
+
+def test_follow_restarts_knockd_when_its_interface_gains_an_address(fresh, record, tmp_path):
+    """knockd reads its interface's addresses only when it starts: a knock to an
+    address added later is seen once the follower has restarted knockd (within 15 s),
+    and the door it opens still closes after cmd_timeout."""
+    new = "198.18.0.50"
+    hosts = tmp_path / "hosts.toml"
+    secret = fresh.path("secret")
+    hosts.write_text(f'[[host]]\nmatch = ["{new}"]\nservice = "ssh"\nsecret_file = "{secret}"\n')
+    follower = Follower(fresh, fresh.rotator_env())
+
+    def said(text):
+        return any(text in line for _, line in follower.lines)
+
+    def in_server_ip(*args):
+        record(fresh.in_server(["ip", *args], capture_output=True, check=True))
+
+    try:
+        assert wait_for(lambda: said(f"watching the addresses of {fresh.server_if}"), 10), (
+            follower.lines
+        )
+        old = fresh.knockd_pid()
+        in_server_ip("addr", "add", f"{new}/24", "dev", fresh.server_if)
+        added = time.monotonic()
+        changed = f"{fresh.server_if}: addresses changed (+{new}, -none): restarting knockd"
+        assert wait_for(lambda: said(changed) and said("knockd running again"), 15), (
+            follower.lines
+        )
+        assert fresh.knockd_pid() not in (None, old)
+        knock = ["knockssh", "knock", new, "--config", str(hosts)]
+        done = record(fresh.in_client(knock, capture_output=True, timeout=30))
+        assert done.returncode == 0, done.stderr
+        assert wait_for(fresh.door_open, 5)
+        assert time.monotonic() - added < 15
+        in_server_ip("addr", "del", f"{new}/24", "dev", fresh.server_if)
+        assert wait_for(lambda: said(f"(+none, -{new}): restarting knockd"), 15), follower.lines
+        assert wait_for(lambda: not fresh.door_open(), fresh.cmd_timeout + 10)
+    finally:
+        fresh.in_server(["ip", "addr", "del", f"{new}/24", "dev", fresh.server_if], check=False)
+        code, err = follower.stop()
+    assert code == 0, err
+    assert "ended" not in err  # a restart it chose, not a crash it answered
