@@ -176,9 +176,7 @@ def test_follow_restarts_knockd_when_its_interface_gains_an_address(fresh, recor
         in_server_ip("addr", "add", f"{new}/24", "dev", fresh.server_if)
         added = time.monotonic()
         changed = f"{fresh.server_if}: addresses changed (+{new}, -none): restarting knockd"
-        assert wait_for(lambda: said(changed) and said("knockd running again"), 15), (
-            follower.lines
-        )
+        assert wait_for(lambda: said(changed) and said("knockd running again"), 15), follower.lines
         assert fresh.knockd_pid() not in (None, old)
         knock = ["knockssh", "knock", new, "--config", str(hosts)]
         done = record(fresh.in_client(knock, capture_output=True, timeout=30))
