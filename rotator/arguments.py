@@ -52,16 +52,19 @@ class Parser(argparse.ArgumentParser):
 
 
 class Out:
-    def __init__(self, verbose: bool, quiet: bool) -> None:
-        self.verbose, self.quiet = verbose, quiet
+    """What a command says: to stdout, or to stderr (``to_stderr``) where stdout
+    carries the command's product (client add's enrolment line)."""
+
+    def __init__(self, verbose: bool, quiet: bool, to_stderr: bool = False) -> None:
+        self.verbose, self.quiet, self.to_stderr = verbose, quiet, to_stderr
 
     def say(self, text: str) -> None:
         if not self.quiet:
-            print(text, flush=True)
+            print(text, file=sys.stderr if self.to_stderr else sys.stdout, flush=True)
 
     def detail(self, text: str) -> None:
         if self.verbose:
-            print(text, flush=True)
+            print(text, file=sys.stderr if self.to_stderr else sys.stdout, flush=True)
 
     def error(self, text: str) -> None:
         print(f"knockssh-rotator: error: {text}", file=sys.stderr, flush=True)

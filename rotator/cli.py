@@ -23,6 +23,7 @@ COMMANDS = {  # the word on the command line -> its module in rotator/commands/
     "uninit": "uninit",
     "close-doors": "close_doors",
     "watch": "watch",
+    "client": "client",
 }
 
 

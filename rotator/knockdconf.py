@@ -302,3 +302,50 @@ def add_grace(text: str, twins: dict[str, str], until: int) -> str:
         blocks[0][0] += " " + JOINED
     added = newline.join(newline.join(b) for b in blocks)
     return text + tail + added + newline
+
+
+def _section_named(sections: list[Section], name: str) -> Section | None:
+    return next((s for s in sections if s.name.lower() == name.lower()), None)
+
+
+def with_client(text: str, service: str, clients: frozenset[str] = frozenset()) -> str:
+    """``text`` (without grace blocks) with a door for ``service``: a ``[SERVICE_ROTATOR]``
+    section at the end, a copy of the first rotator section that is not a client's
+    own (its commands, timeouts and flags; the sequence is set by the rotation).
+    ConfError if there is no rotator section to copy, or one of that name exists."""
+    base = strip_grace(text)
+    sections = parse(base)
+    rotators = rotator_sections(sections)
+    name = service + SUFFIX
+    for taken in (service, name, name + GRACE_SUFFIX):
+        clash = _section_named(sections, taken)
+        if clash is not None:
+            raise ConfError(clash.line + 1, f"section {clash.name} exists already")
+    hosts = [s for s in rotators if s.name[: -len(SUFFIX)] not in clients] or rotators
+    if not hosts:
+        raise ConfError(1, f"no *{SUFFIX} section to model a client's door on (run init first)")
+    template = hosts[0]
+    lines = split_lines(base)
+    newline = "\r\n" if lines and lines[0].endswith("\r") else "\n"
+    last = max(d.line for d in template.directives)
+    body = [line.rstrip("\r") for line in lines[template.line + 1 : last + 1]]
+    joined = newline.join(["", f"[{name}]", *body]) + newline
+    if base and not base.endswith("\n"):
+        joined = newline + joined
+    return base + joined
+
+
+def without_client(text: str, service: str) -> str | None:
+    """``text`` (without grace blocks) without the ``[SERVICE_ROTATOR]`` section: its
+    header, its directives and the lines between them, and one blank line before it;
+    None if there is no such section."""
+    base = strip_grace(text)
+    found = _section_named(rotator_sections(parse(base)), service + SUFFIX)
+    if found is None:
+        return None
+    lines = split_lines(base)
+    start, last = found.line, max(d.line for d in found.directives)
+    if start > 0 and not lines[start - 1].strip(WS):
+        start -= 1
+    del lines[start : last + 1]
+    return "\n".join(lines)

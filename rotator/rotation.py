@@ -7,7 +7,11 @@ from typing import NamedTuple
 
 from . import knockdconf
 from .knockdconf import ConfError
-from .scheme import Settings, derive, knockd_form, next_boundary, period_start
+from .scheme import SUFFIX, Settings, derive, knockd_form, next_boundary, period_start
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 
 class Change(NamedTuple):
@@ -24,8 +28,16 @@ class Rotation(NamedTuple):
     grace_until: int | None  # set while a grace twin is in the text
 
 
-def rotate(text: str, settings: Settings, at: float, grace: int = 0) -> Rotation:
+def rotate(
+    text: str,
+    settings: Settings,
+    at: float,
+    grace: int = 0,
+    secrets: Mapping[str, str] | None = None,
+) -> Rotation:
     """The knockd.conf text with every rotator section on the period holding ``at``.
+    A section whose service has a secret of its own in ``secrets`` (a client's door)
+    is derived with it, every other with the settings' secret.
 
     Raises ConfError (bad file) or SchemeError (bad settings, or a period whose
     sequence cannot be knocked); nothing is to be written then.
@@ -33,10 +45,16 @@ def rotate(text: str, settings: Settings, at: float, grace: int = 0) -> Rotation
     base = knockdconf.strip_grace(text)
     sections = knockdconf.rotator_sections(knockdconf.parse(base))
     start = period_start(at, settings.period)
+    own = secrets or {}
+
+    def settings_of(name: str) -> Settings:
+        secret = own.get(name[: -len(SUFFIX)])
+        return settings if secret is None else settings.replace(secret=secret)
+
     wanted: dict[str, str] = {}
     owner: dict[str, str] = {}
     for section in sections:
-        value = knockd_form(derive(settings, section.name, start))
+        value = knockd_form(derive(settings_of(section.name), section.name, start))
         if value in owner:
             raise ConfError(
                 section.line + 1,
@@ -50,7 +68,8 @@ def rotate(text: str, settings: Settings, at: float, grace: int = 0) -> Rotation
     if grace > 0 and at - start < grace and sections:
         grace_until = start + grace
         twins = {
-            s.name: knockd_form(derive(settings, s.name, start - settings.period)) for s in sections
+            s.name: knockd_form(derive(settings_of(s.name), s.name, start - settings.period))
+            for s in sections
         }
         new_text = knockdconf.add_grace(new_text, twins, grace_until)
     changes = tuple(

@@ -10,7 +10,7 @@ import subprocess
 import time
 from collections.abc import Mapping
 
-from .. import conffile, files, secret, systemd
+from .. import clients, conffile, files, secret, systemd
 from ..arguments import DEFAULT_CONFIG, Out, Parser, path_arg, seconds, unix_seconds
 from ..errors import RotatorError
 from ..knockd import Reloader, reload_and_verify, reloader_for
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     FindKnockd = Callable[[], Reloader | None]
+    Edit = Callable[[str], str]
 
 
 GRACE_ENV = "KNOCKD_ROTATOR_GRACE"
@@ -50,6 +51,16 @@ def grace_of(given: int | None, env: Mapping[str, str]) -> tuple[int, str]:
     if value is None or value < 0:
         raise SchemeError(f"{GRACE_ENV}={shown(text)} is not a whole number of seconds")
     return value, GRACE_ENV
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    """What every command that rotates takes besides --config and --pidfile."""
+    p.add_argument("--unit", default="knockd.service", help="knockd's systemd unit")
+    p.add_argument(
+        "--clients-dir",
+        type=path_arg,
+        help=f"client doors' secrets (default ${clients.DIR_ENV}, else {clients.DEFAULT_DIR})",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=path_arg,
         help="SIGHUP the knockd whose pid is here (else systemctl reload)",
     )
-    p.add_argument("--unit", default="knockd.service", help="knockd's systemd unit")
+    add_common(p)
     p.add_argument("--at", type=unix_seconds, help="act as if now were UNIX_SECONDS (tests)")
     p.add_argument(
         "--grace",
@@ -122,14 +133,17 @@ def environment(env: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]
     return values, named
 
 
-def settings_of(args: argparse.Namespace, out: Out) -> Settings:
+def settings_of(
+    args: argparse.Namespace, out: Out, given: Mapping[str, str] | None = None
+) -> Settings:
     """The scheme's settings from the environment (or the credential), with the
     grace put in ``args.grace``; warnings said, errors raised."""
-    env, named = environment(os.environ)
+    given = os.environ if given is None else given
+    env, named = environment(given)
     settings = settings_from_env(env)
     for warning in validate(settings, named):
         out.warn(warning)
-    args.grace, where = grace_of(args.grace, os.environ)
+    args.grace, where = grace_of(args.grace, given)
     if args.grace >= settings.period:
         raise SchemeError(f"{where} must be less than the period ({settings.period}s)")
     return settings
@@ -161,20 +175,28 @@ CLOCK_STEPS_FOLLOWED = 3  # runs at most, should the clock move during each
 
 
 def rotate_once(
-    args: argparse.Namespace, out: Out, settings: Settings, now: float, find: FindKnockd
+    args: argparse.Namespace,
+    out: Out,
+    settings: Settings,
+    now: float,
+    find: FindKnockd,
+    edit: Edit | None = None,
 ) -> Rotation | None:
     """One rotation of knockd.conf for instant ``now``: written and knockd (as
     ``find`` finds it, before anything is touched) reloaded when something changed
-    (None for a dry run)."""
+    (None for a dry run). ``edit`` changes the text first, under the same lock (a
+    client's door added or removed). Client doors take their own secrets."""
     path = args.config = conffile.target_of(args.config)
+    own = clients.secrets(clients.directory(args.clients_dir, os.environ))
     if args.dry_run:
-        _report(
-            _rotated(conffile.read_text(path), settings, now, args.grace, path), path, out, True
-        )
+        text = conffile.read_text(path)
+        _report(_rotated(text, settings, now, args.grace, path, own), path, out, True)
         return None
     with conffile.locked(path):
         old = conffile.read_text(path)
-        rotation = _rotated(old, settings, now, args.grace, path)
+        rotation = _rotated(
+            old if edit is None else _edited(edit, old, path), settings, now, args.grace, path, own
+        )
         if rotation.sections and rotation.text != old:
             # said once written, never before: a failure must not read as a rotation
             report = lambda: _report(rotation, path, out, False)  # noqa: E731
@@ -184,9 +206,18 @@ def rotate_once(
     return rotation
 
 
-def _rotated(text: str, settings: Settings, now: float, grace: int, path: str) -> Rotation:
+def _rotated(
+    text: str, settings: Settings, now: float, grace: int, path: str, own: dict[str, str]
+) -> Rotation:
     try:
-        return rotate(text, settings, now, grace)
+        return rotate(text, settings, now, grace, own)
+    except ConfError as exc:
+        raise RotatorError(f"{path}: {exc}") from None
+
+
+def _edited(edit: Edit, text: str, path: str) -> str:
+    try:
+        return edit(text)
     except ConfError as exc:
         raise RotatorError(f"{path}: {exc}") from None
 
