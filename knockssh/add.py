@@ -108,10 +108,16 @@ def toml_string(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def entry_text(host: str, service: str, secret_file: str) -> str:
+def entry_text(
+    host: str, service: str, secret_file: str, tunables: Mapping[str, int | str] | None = None
+) -> str:
+    more = "".join(
+        f"{key} = {toml_string(value) if isinstance(value, str) else value}\n"
+        for key, value in (tunables or {}).items()
+    )
     return (
         f"\n[[host]]\nmatch = [{toml_string(host)}]\nservice = {toml_string(service)}\n"
-        f"secret_file = {toml_string(secret_file)}\n"
+        f"secret_file = {toml_string(secret_file)}\n{more}"
     )
 
 
@@ -149,11 +155,13 @@ def add(
     cli_config: str | None,
     env: Mapping[str, str],
     replace: bool = False,
+    tunables: Mapping[str, int | str] | None = None,
 ) -> tuple[str, str, bool]:
     """Append the entry (creating the mapping file 0600 if needed, keeping every byte
     already in it) and store the secret; with ``replace``, an entry of HOST's own
-    gets the new secret instead. The mapping file's and the secret's paths, and
-    whether an entry was replaced."""
+    gets the new secret instead. ``tunables`` (period, length...) go into a new
+    entry. The mapping file's and the secret's paths, and whether an entry was
+    replaced."""
     check_host(host)
     check_service(service or "ssh")
     path, _ = mapping.config_path(cli_config, env)
@@ -172,7 +180,7 @@ def add(
             _replace_secret(found, host, service, stored, secret)
             return path, stored, True
         service = service or "ssh"
-        addition = entry_text(host, service, stored).encode()
+        addition = entry_text(host, service, stored, tunables).encode()
         if not old:
             addition = addition.lstrip(b"\n")
         elif not old.endswith(b"\n"):

@@ -21,6 +21,7 @@ usage: knockssh [-4|-6] [--config PATH] [--fdpass] [--offset N] [-v|-q] HOST POR
        knockssh check [HOST] [--config PATH] [-F SSH_CONFIG]
        knockssh add HOST [--service S] (--secret-file PATH | --secret-stdin) [--replace]
        knockssh remove HOST [--config PATH]   (the entry and its stored secret)
+       knockssh enroll [--file F] [--config PATH]   (a server's enrolment line, on stdin)
        knockssh socks [--listen ADDR:PORT] [--config PATH]   (a SOCKS5 proxy that knocks)
        knockssh --version
 Every command takes -4/-6 and -v/-q anywhere on its line.
@@ -36,7 +37,7 @@ failures of the ProxyCommand are also kept in
 $XDG_STATE_HOME/knockssh/failures.log (~/.local/state/knockssh/failures.log),
 since under ControlPersist ssh discards the ProxyCommand's stderr.
 """
-COMMANDS = ("generate", "knock", "check", "add", "remove", "socks")
+COMMANDS = ("generate", "knock", "check", "add", "remove", "enroll", "socks")
 COMMON_FLAGS = {"-v": "verbose", "--verbose": "verbose", "-q": "quiet", "--quiet": "quiet"}
 NET_FLAGS = {"-4": "ipv4", "-6": "ipv6"}
 VALUE_OPTIONS = (
@@ -48,6 +49,7 @@ VALUE_OPTIONS = (
     "--listen",
     "--host",
     "--format",
+    "--file",
     "-F",
 )
 
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             os.write(1, USAGE.encode())
             return 0
         commands = {"proxy": _proxy, "generate": _generate, "knock": _knock, "check": _check}
-        more = {"add": _add, "remove": _remove, "socks": _socks}
+        more = {"add": _add, "remove": _remove, "enroll": _enroll, "socks": _socks}
         return {**commands, **more}[command](rest, log)
     except PeerGone:
         return 1  # ssh is gone: nobody to tell
@@ -356,6 +358,57 @@ def _add(args: list[str], log: Log) -> int:
             f"    ProxyCommand {proxy_program()} %h %p",
         ]
     out.append(f"then: knockssh check {host}")
+    _write_out("\n".join(out) + "\n", "the entry was written")
+    return 0
+
+
+def _enroll(args: list[str], log: Log) -> int:
+    """The enrolment line a server's ``client add`` printed, from stdin or --file
+    (never argv: it holds the secret), as ``add`` would write it by hand."""
+    opts, positionals = parse(
+        args, {**COMMON_FLAGS, **NET_FLAGS}, {"--config": "config", "--file": "file"}
+    )
+    log.level = _level(opts)
+    if positionals:
+        raise UsageError(
+            "usage: knockssh enroll [--file F] [--config PATH] (the line on stdin, "
+            "never as an argument: it holds a secret)"
+        )
+    from rotator.enrolment import EnrolmentError
+    from rotator.enrolment import parse as parse_line
+
+    from . import add
+
+    source = str(opts["file"]) if opts.get("file") else "standard input"
+    data = add.read_secret_file(source) if opts.get("file") else add.read_secret_stdin()
+    try:
+        e = parse_line(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise KnocksshError(f"{source}: not an enrolment line: not UTF-8 text") from None
+    except EnrolmentError as exc:
+        raise KnocksshError(f"{source}: {exc}") from None
+    add.check_host(e.host)
+    add.check_service(e.service)
+    tunables: dict[str, int | str] = {
+        "period": e.period,
+        "length": e.length,
+        "ports": e.ports,
+        "proto_modulo": e.proto_modulo,
+    }
+    path, stored, _ = add.add(
+        e.host, e.service, e.secret, opts.get("config"), os.environ, tunables=tunables
+    )
+    from .wrappers import proxy_program
+
+    out = [
+        f"enrolled {e.host} (service {e.service}) in {printable(path)}; "
+        f"its secret is in {printable(stored)} (0600)",
+        "for ssh, in ~/.ssh/config:",
+        f"Host {e.host}",
+        *([f"    Port {e.port}"] if e.port != 22 else []),
+        f"    ProxyCommand {proxy_program()} %h %p",
+        f"then: knockssh check {e.host}",
+    ]
     _write_out("\n".join(out) + "\n", "the entry was written")
     return 0
 

@@ -97,8 +97,11 @@ def parse(text: str) -> Enrolment:
         raise EnrolmentError(f"enrolment line: {', '.join(missing)} missing")
     service = _unquoted(service, "service")
     try:
-        secret = read_secret(values["secret"], "enrolment line's secret")
-        ports = parse_port_spec(values["ports"])
+        secret = read_secret(values["secret"], "the secret")
+        try:
+            ports = parse_port_spec(values["ports"])
+        except SchemeError as exc:
+            raise SchemeError(f"ports: {exc}") from None
         settings = Settings(
             secret,
             length=_number(values["length"], "length"),

@@ -406,7 +406,26 @@ def _null_device(tmp: Path) -> None:
     os.mknod(tmp / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
 
 
+def _clients_dir(mode: int, secret_mode: int = 0o600) -> Callable[[Path], None]:
+    def make(tmp: Path) -> None:
+        (tmp / "clients").mkdir()
+        os.chmod(tmp / "clients", mode)
+        (tmp / "clients" / "alice.secret").write_text("alice-secret-alice-secret\n")
+        os.chmod(tmp / "clients" / "alice.secret", secret_mode)
+
+    return make
+
+
+def _clients_link(tmp: Path) -> None:
+    (tmp / "elsewhere").mkdir(mode=0o700)
+    os.symlink(tmp / "elsewhere", tmp / "clients")
+
+
 SETUPS: dict[str, Callable[[Path], None]] = {
+    "clients-private": _clients_dir(0o700),
+    "clients-open": _clients_dir(0o755),
+    "clients-secret-readable": _clients_dir(0o700, 0o644),
+    "clients-link": _clients_link,
     "mapping-fifo": _fifo(HOSTS),
     "conf-fifo": _fifo(CONF),
     "pid-fifo": _fifo("knockd.pid"),
@@ -491,7 +510,106 @@ def hostile_cases() -> Iterator[Case]:
         yield Case(f"hostile-mapping-fifo-{name}", argv, "hosts.toml&FIFO", setup="mapping-fifo")
 
 
+def enrolment(**changes: str) -> str:
+    """An enrolment line with SECRET (asserted never shown), ``changes`` replacing
+    query values as they are written (``drop_KEY`` to leave KEY out)."""
+    from urllib.parse import quote
+
+    values = {"v": "1", "period": "21600", "length": "10", "ports": "2000-65536"}
+    values.update(proto_modulo="0", secret=quote(SECRET, safe=""))
+    values.update({k: v for k, v in changes.items() if not k.startswith("drop_")})
+    query = "&".join(f"{k}={v}" for k, v in values.items() if f"drop_{k}" not in changes)
+    return f"knockssh://srv.test:22/alice?{query}"
+
+
+def client_cases() -> Iterator[Case]:
+    """knockssh-rotator client add|list|revoke and knockssh enroll."""
+    env: dict[str, str | bytes] = {"KNOCKD_ROTATOR_SECRET": SECRET}
+    conf = {CONF: KNOCKD_CONF}
+    where = ["--config", "{tmp}/knockd.conf", "--clients-dir", "{tmp}/clients", "--no-reload"]
+    add = ["knockssh-rotator", "client", "add", "alice", *where]
+    clients: list[tuple[str, list[str | bytes], str, dict[str, object]]] = [
+        ("upper", ["knockssh-rotator", "client", "add", "Alice", *where], "'Alice'&client name", {}),
+        ("dash-first", ["knockssh-rotator", "client", "add", "-x", *where], "-x", {"code": 2}),
+        ("too-long", ["knockssh-rotator", "client", "add", "a" * 33, *where], "client name", {}),
+        ("underscore", ["knockssh-rotator", "client", "add", "a_b", *where], "'a_b'&client name", {}),
+        ("dot-dot", ["knockssh-rotator", "client", "add", "../x", *where], "'../x'&client name", {}),
+        ("dot", ["knockssh-rotator", "client", "add", "a.b", *where], "'a.b'&client name", {}),
+        ("newline", ["knockssh-rotator", "client", "add", "a\n[x]", *where], "client name", {}),
+        ("emoji", ["knockssh-rotator", "client", "add", "a\U0001f511", *where], "client name", {}),
+        ("empty", ["knockssh-rotator", "client", "add", "", *where], "client name", {}),
+        ("no-name", ["knockssh-rotator", "client", "add", *where], "needs a NAME", {}),
+        ("unknown-action", ["knockssh-rotator", "client", "grant", "x", *where], "grant", {"code": 2}),
+        ("list-with-name", ["knockssh-rotator", "client", "list", "x", *where], "no name", {}),
+        ("clash-host", ["knockssh-rotator", "client", "add", "ssh", *where], "knockd.conf&line 4&ssh_ROTATOR&exists", {}),
+        ("no-rotator-section", add, "knockd.conf&no *_ROTATOR", {"files": {CONF: "[options]\n  UseSyslog\n"}}),
+        ("conf-missing", add, "{tmp}/knockd.conf", {"files": {}}),
+        ("conf-broken", add, "knockd.conf&line 2", {"files": {CONF: "[ssh_ROTATOR]\n  frob = 1\n"}}),
+        ("exists", add, "alice.secret&exists already", {"setup": "clients-private"}),
+        ("dir-open", add, "{tmp}/clients&mode 0755", {"setup": "clients-open"}),
+        ("dir-link", add, "{tmp}/clients&symbolic link", {"setup": "clients-link"}),
+        ("dir-a-file", add, "{tmp}/clients", {"files": {**conf, "clients": "x"}}),
+        ("port-zero", [*add, "--port", "0"], "--port", {"code": 2}),
+        ("port-word", [*add, "--port", "ssh"], "--port", {"code": 2}),
+        ("no-secret", add, "{tmp}/e.env&cannot read", {"env": {}, "extra": ["--env-file", "{tmp}/e.env"]}),
+        ("secret-readable", ["knockssh-rotator", "client", "add", "bob", *where], "alice.secret&readable by others", {"setup": "clients-secret-readable"}),
+        ("revoke-unknown", ["knockssh-rotator", "client", "revoke", "zed", *where], "no client zed", {}),
+        ("revoke-bad-name", ["knockssh-rotator", "client", "revoke", "../ssh", *where], "client name", {}),
+        ("list-dir-open", ["knockssh-rotator", "client", "list", *where], "{tmp}/clients&mode 0755", {"setup": "clients-open"}),
+    ]  # fmt: skip
+    for name, argv, place, extra in clients:
+        argv = [*argv, *extra.pop("extra", [])]  # type: ignore[misc]
+        fields: dict[str, object] = {"env": env, "files": conf, **extra}
+        yield Case(f"client-{name}", argv, place, **fields)  # type: ignore[arg-type]
+    enroll = ["knockssh", "enroll"]
+    lines: list[tuple[str, bytes, str]] = [
+        ("other-scheme", b"https://srv.test/alice", "standard input&does not begin"),
+        ("version-2", enrolment(v="2").encode(), "version 2"),
+        ("no-version", enrolment(drop_v="").encode(), "no version"),
+        ("unknown-key", enrolment(x="1").encode(), "unknown setting x"),
+        ("key-twice", (enrolment() + "&period=600").encode(), "period given twice"),
+        ("no-secret", enrolment(drop_secret="").encode(), "secret missing"),
+        ("empty-secret", enrolment(secret="").encode(), "secret&empty"),
+        ("secret-nul", enrolment(secret=SECRET + "%00").encode(), "control character"),
+        ("secret-not-utf8", enrolment(secret=SECRET + "%ff").encode(), "secret&UTF-8"),
+        ("secret-short", enrolment(secret="abc").encode(), "secret"),
+        ("length-4", enrolment(length="4").encode(), "length"),
+        ("period-zero", enrolment(period="0").encode(), "period"),
+        ("period-word", enrolment(period="day").encode(), "period&whole number"),
+        ("ports-bad", enrolment(ports="9000-2000").encode(), "ports"),
+        ("port-zero", enrolment().replace(":22/", ":0/").encode(), "port"),
+        ("port-big", enrolment().replace(":22/", ":70000/").encode(), "port"),
+        ("no-port", enrolment().replace(":22/", "/").encode(), "no port"),
+        ("host-quote", enrolment().replace("srv.test", 'a"b').encode(), "host"),
+        ("host-dash", enrolment().replace("srv.test", "-oProxyCommand").encode(), "option"),
+        ("host-equals", enrolment().replace("srv.test", "-oProxyCommand=x").encode(), "host"),
+        ("host-star", enrolment().replace("srv.test", "*").encode(), "pattern"),
+        ("service-suffix", enrolment().replace("/alice?", "/ssh_ROTATOR?").encode(), "_ROTATOR"),
+        ("service-newline", enrolment().replace("/alice?", "/a%0Ab?").encode(), "service"),
+        ("no-service", enrolment().replace("/alice?", "/?").encode(), "no service"),
+        ("ipv6-unclosed", enrolment().replace("srv.test:22", "[2001:db8::1:22").encode(), "IPv6"),
+        ("two-lines", (enrolment() + "\n" + enrolment()).encode(), "more than one line"),
+        ("not-utf8", b"knockssh://\xff", "UTF-8"),
+        ("empty", b"", "does not begin"),
+    ]
+    for name, data, place in lines:
+        yield Case(f"enroll-{name}", list(enroll), place, stdin=data)  # type: ignore[arg-type]
+    yield Case("enroll-argv", [*enroll, enrolment()], "never as an argument", code=2)
+    yield Case("enroll-endless", list(enroll), "standard input&more than", stdin_path="/dev/zero")
+    yield Case("enroll-stdin-closed", list(enroll), "standard input&closed", stdin=None)
+    yield Case("enroll-file-missing", [*enroll, "--file", "{tmp}/nope"], "{tmp}/nope&cannot read")
+    taken = {HOSTS: '[[host]]\nmatch = ["srv.test"]\nservice = "ssh"\nsecret = "abcdefghijkl"\n'}
+    yield Case(
+        "enroll-exists",
+        list(enroll),
+        "srv.test&already has an entry",
+        files=taken,
+        stdin=enrolment().encode(),
+    )
+
+
 CASES = [
+    *client_cases(),
     *mapping_cases(),
     *secret_cases(),
     *env_cases(),

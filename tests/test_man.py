@@ -11,6 +11,7 @@ from helpers import ROOT
 
 from knockssh.cli import USAGE
 from rotator.commands.check import check_parser
+from rotator.commands.client import client_parser
 from rotator.commands.init import init_parser
 from rotator.commands.rotate import build_parser
 from rotator.commands.uninit import uninit_parser
@@ -37,7 +38,14 @@ def test_every_option_of_the_help_is_in_its_page():
     client = set(re.findall(r"(?<![\w-])--?[a-z0-9][a-z0-9-]*", USAGE)) - {"-m"}
     assert {"--config", "--offset", "--version", "-4"} <= client
     assert not {o for o in client if o not in page("knockssh.1")}
-    parsers = (build_parser(), init_parser(), check_parser(), uninit_parser(), watch_parser())
+    parsers = (
+        build_parser(),
+        init_parser(),
+        check_parser(),
+        uninit_parser(),
+        watch_parser(),
+        client_parser(),
+    )
     rotator = {o for p in parsers for a in p._actions for o in a.option_strings}
     assert {"--follow", "--grace", "--version", "--show-secret", "--env-file"} <= rotator
     assert not {o for o in rotator if o not in page("knockssh-rotator.8")}

@@ -55,10 +55,10 @@ def main(argv: list[str]) -> int:
     out = Out(False, args.quiet, to_stderr=args.action == "add")  # stdout: the line alone
     where = clients.directory(args.clients_dir, os.environ)
     if args.action == "list":
-        if args.name:
+        if args.name is not None:
             raise RotatorError("client list takes no name")
         return _list(args, out, where)
-    if not args.name:
+    if args.name is None:
         raise RotatorError(f"client {args.action} needs a NAME")
     problem = clients.name_problem(args.name)
     if problem:
@@ -101,12 +101,20 @@ def _add(args: argparse.Namespace, out: Out, where: str) -> int:
     host = args.host or socket.getfqdn()
     port = args.port or _init_port() or 22
     known = frozenset(clients.names(where))
+
+    def with_door(text: str) -> str:
+        return knockdconf.with_client(text, name, known)
+
+    _edited_or_error(args, with_door)  # a door that cannot be added: nothing written yet
+    made = not os.path.lexists(where)
     secret = _new_secret()
     path = clients.store(where, name, secret)
     try:
-        _rotate(args, out, env, lambda text: knockdconf.with_client(text, name, known))
+        _rotate(args, out, env, with_door)
     except BaseException:
         clients.remove(where, name)  # nothing half done: the section was not written
+        if made:
+            os.rmdir(where)
         raise
     out.say(f"client {name}: door [{name}_ROTATOR] added, secret in {path}")
     line = enrolment.line(
@@ -176,6 +184,13 @@ def _revoke(args: argparse.Namespace, out: Out, where: str) -> int:
         "(a door it opened already closes at cmd_timeout)"
     )
     return 0
+
+
+def _edited_or_error(args: argparse.Namespace, edit: rotate.Edit) -> None:
+    try:
+        edit(_conf_text(args))
+    except knockdconf.ConfError as exc:
+        raise RotatorError(f"{args.config}: {exc}") from None
 
 
 def _conf_text(args: argparse.Namespace) -> str:
