@@ -157,21 +157,39 @@ table inet {NFT_TABLE} {{
 }}"""
 
 
+def firewall_script(port: int, firewall: str) -> str:
+    """What knockssh-firewall.service runs: the nftables table loaded from its file,
+    or the idempotent iptables commands."""
+    script = (
+        f"nft -f {FIREWALL_FILE}"
+        if firewall == "nftables"
+        else "\n".join(firewall_rules(port, firewall))
+    )
+    return f"# knockssh-rotator init: loaded at boot by {FIREWALL_UNIT}\n{script}\n"
+
+
+def setup_files(
+    interface: str, port: int, firewall: str, service: str, units: dict[str, str]
+) -> dict[str, str]:
+    """The files init's script writes, by name, as ``init --print`` shows them."""
+    return {
+        "knockd.conf": knockd_conf_text(interface, port, firewall, service),
+        "firewall.nft": nft_table(port) + "\n",
+        "firewall.sh": firewall_script(port, firewall),
+        "knockd-dropin": KNOCKD_DROPIN_TEXT,
+        **units,
+    }
+
+
 def firewall_commands(port: int, firewall: str) -> list[str]:
     """The rules, in files of init's own, loaded now and at boot by a unit of its
     own (knockssh-firewall.service runs FIREWALL_SCRIPT): the admin's
     /etc/nftables.conf or /etc/iptables/rules.v4 is never rewritten. nftables: a
     table of its own; iptables: the idempotent commands."""
-    if firewall == "nftables":
-        script = f"nft -f {FIREWALL_FILE}"
-        table = [f"cat > {FIREWALL_FILE} <<'EOF'\n{nft_table(port)}\nEOF"]
-    else:
-        script = "\n".join(firewall_rules(port, firewall))
-        table = []
+    table = [f"cat > {FIREWALL_FILE} <<'EOF'\n{nft_table(port)}\nEOF"]
     return [
-        *table,
-        f"cat > {FIREWALL_SCRIPT} <<'EOF'\n# knockssh-rotator init: loaded at boot by "
-        f"{FIREWALL_UNIT}\n{script}\nEOF",
+        *(table if firewall == "nftables" else []),
+        f"cat > {FIREWALL_SCRIPT} <<'EOF'\n{firewall_script(port, firewall)}EOF",
         f"sh {FIREWALL_SCRIPT}",
     ]
 

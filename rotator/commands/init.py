@@ -49,7 +49,24 @@ def init_parser() -> argparse.ArgumentParser:
         "from a new knocked session (default %(default)s; 0: never)",
     )
     p.add_argument("--show-secret", action="store_true", help="print the secret (stdout only)")
+    p.add_argument(
+        "--print",
+        dest="print_file",
+        metavar="FILE",
+        choices=PRINTABLE,
+        help="print one file the script would write, and nothing else: no env file, no "
+        "secret (for configuration management: server/ansible/); one of " + ", ".join(PRINTABLE),
+    )
     return p
+
+
+PRINTABLE = (
+    "knockd.conf",
+    "firewall.nft",
+    "firewall.sh",
+    "knockd-dropin",
+    *server_setup.UNITS,
+)
 
 
 def main(argv: list[str]) -> int:
@@ -97,6 +114,9 @@ def main(argv: list[str]) -> int:
         args.revert_after,
         program,
     )
+    if args.print_file:
+        files_of = server_setup.setup_files(interface, port, firewall, args.service, units)
+        return write_out(files_of[args.print_file], out)
     secret = secrets.token_hex(32)
     try:
         files.private_directory(os.path.dirname(args.env_file))

@@ -39,6 +39,7 @@ PACKAGES = (  # a fresh Debian 12 server, plus what the README's apt line instal
     "nftables",
     "netcat-openbsd",
     "rsync",
+    "python3-apt",  # what Ansible's apt module needs on a server it manages
 )
 RECIPE = 3  # bump when the build below changes
 CACHE = "/var/cache/knockssh-lab"
@@ -101,6 +102,7 @@ def readme_server_setup(readme: str, heading: str = "Server setup", after: str =
 SETUPS = {  # how a systemd host is set up: the README's section, and where in it
     "server-setup": ("Server setup", ""),
     "quick-start": ("Quick start", "Server ("),
+    "bare": None,  # not at all: plain sshd and the lab's key, for Ansible to set up
 }
 
 
