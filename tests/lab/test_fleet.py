@@ -20,6 +20,7 @@ import time
 import pytest
 from helpers import ROOT
 from lab import Lab, new_name, unavailable_reason
+from lab_hosts import build_debs
 from systemd_host import rootfs
 
 pytestmark = pytest.mark.lab
@@ -44,6 +45,8 @@ def fleet(tmp_path_factory):
     def up(lab):
         try:
             lab.up(host="systemd", setup="bare")
+            if lab is labs[-1]:  # the last one gets the Debian package, the others the wheel
+                build_debs(lab.path("src"))
         except BaseException as exc:  # said below, once all are up or failed
             errors.append(exc)
 
@@ -71,6 +74,7 @@ class Fleet:
     def __init__(self, labs, tmp):
         self.labs, self.tmp = labs, tmp
         self.wheel = glob.glob(os.path.join(labs[0].path("src"), "dist", "*.whl"))[0]
+        self.deb = glob.glob(os.path.join(labs[-1].path("src"), "knockssh-server_*.deb"))[0]
         self.client_dir = tmp / "client"
         self.runs = 0
 
@@ -84,6 +88,7 @@ class Fleet:
                 "ansible_host": self.name(i),
                 "ansible_user": "root",
                 "ansible_ssh_private_key_file": lab.path("client_key"),
+                "knockssh_package": self.deb if lab is self.labs[-1] else self.wheel,
                 "ansible_ssh_common_args": (
                     f"-o ProxyCommand='ip netns exec {lab.client_ns} {proxy} %h %p' "
                     "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
@@ -99,7 +104,6 @@ class Fleet:
         self.runs += 1
         values = {
             "knockssh_secret": FLEET_SECRET,
-            "knockssh_package": self.wheel,
             "knockssh_clients": clients,
             "knockssh_enroll_dir": str(self.tmp / "enrolment"),
             "knockssh_check_ignore": ["not NTP-synchronised"],  # the lab has no NTP
@@ -146,6 +150,7 @@ class Fleet:
 
 
 def test_the_playbook_guards_three_servers_and_changes_nothing_the_second_time(fleet):
+    """fleet1 and fleet2 get the wheel, fleet3 the Debian package."""
     first = fleet.play("nc", {"carol": "present"})
     assert set(first) >= {"fleet1", "fleet2", "fleet3", "localhost"}
     assert all(first[f"fleet{i}"]["failed"] == "0" for i in (1, 2, 3))
@@ -155,6 +160,8 @@ def test_the_playbook_guards_three_servers_and_changes_nothing_the_second_time(f
         assert plain.returncode != 0, f"fleet{i + 1}: plain ssh got in"
         knocked = fleet.ssh(i, "knockssh")
         assert knocked.returncode == 0 and knocked.stdout == b"in\n", knocked.stderr
+    packaged = fleet.labs[-1].guest().run(["dpkg-query", "-W", "knockssh-server"], check=False)
+    assert packaged.returncode == 0, packaged.stderr
     second = fleet.play("knockssh", {"carol": "present"})
     assert {h: c["changed"] for h, c in second.items()} == dict.fromkeys(second, "0"), second
     assert (fleet.tmp / "ssh_config").read_text().count("ProxyCommand knockssh %h %p") == 1
