@@ -242,3 +242,29 @@ def test_confirm_without_systemd_says_so(tmp_path):
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert done.returncode == 1 and "systemctl not found" in done.stderr
+
+
+@pytest.mark.parametrize("firewall", server_setup.FIREWALLS)
+def test_init_print_shows_the_files_the_script_writes_and_writes_nothing(tmp_path, firewall):
+    """The Ansible role takes init's files from ``init --print``: each is what the
+    script writes, byte for byte, and printing one writes no env file."""
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    common = ["--interface", "lo", "--port", "2222", "--firewall", firewall]
+    common += ["--env-file", str(tmp_path / "rotator.env"), "--revert-after", "0"]
+    rotator = [sys.executable, "-c", "import sys; from rotator.cli import main; sys.exit(main())"]
+    names = ["knockd.conf", "firewall.sh", "knockd-dropin", *server_setup.UNITS]
+    names += ["firewall.nft"] if firewall == "nftables" else []
+    printed = {}
+    for name in names:
+        done = subprocess.run(
+            [*rotator, "init", "--print", name, *common], capture_output=True, env=env, check=True
+        )
+        printed[name] = done.stdout.decode()
+    assert not (tmp_path / "rotator.env").exists()
+    script = subprocess.run(
+        [*rotator, "init", *common], capture_output=True, env=env, check=True
+    ).stdout.decode()
+    for name, text in printed.items():
+        assert text and f"<<'EOF'\n{text}EOF" in script, name
+    dropped = "tcp dport 2222 drop" if firewall == "nftables" else "--dport 2222 -j DROP"
+    assert dropped in printed.get("firewall.nft", printed["firewall.sh"])
