@@ -171,3 +171,14 @@ def test_add_enroll_list_revoke(tmp_path):
     assert not (tmp_path / "clients" / "bob.secret").exists()
     again = rotator(tmp_path, "revoke", "bob")
     assert again.returncode == 1 and b"no client bob" in again.stderr
+
+
+def test_add_with_qr_draws_the_line_after_it(tmp_path):
+    (tmp_path / "knockd.conf").write_text(CONF)
+    added = rotator(tmp_path, "add", "phone", "--host", "srv.example", "--qr")
+    assert added.returncode == 0, added.stderr
+    line, *drawn = added.stdout.decode().splitlines()
+    assert line.startswith("knockssh://srv.example:22/phone?v=1&")
+    assert len(drawn) >= 20 and all(set(row) <= set("\xa0█▀▄") for row in drawn if row)
+    widths = {len(row) for row in drawn if row}
+    assert len(widths) == 1  # a square of text blocks, one width
