@@ -1,16 +1,21 @@
 """Carrying the connection for ssh: a byte relay over stdin/stdout, or fd-passing.
 
-The relay copies each direction with blocking calls in its own thread (the server
-to stdout in the caller's thread, stdin to the server in a helper): no busy loop,
-and neither direction can stall the other. Measured here, this beat both a single
-poll loop and non-blocking os.splice (blocking splice deadlocks with ssh); see
-the notes in README.md.
+Each direction runs in its own thread (the server to stdout in the caller's thread,
+stdin to the server in a helper): no busy loop, and neither direction can stall the
+other. From the server to ssh's pipe, the bulk of every download, the kernel moves
+the bytes itself (``splice(2)``, Linux, Python 3.10 and later): nothing is copied
+through this process. It splices only what poll() says has arrived, never blocking
+inside splice: a splice that waits for the socket holds the pipe's lock, and ssh,
+reading the pipe, would wait with it. From ssh to the server the bytes are copied:
+splice from a pipe into a socket that is full holds ssh's pipe the same way.
+Elsewhere (another system, stdout not a pipe) both directions copy.
 """
 
 from __future__ import annotations
 
 import _thread
 import os
+import select
 import stat
 import sys
 
@@ -76,14 +81,11 @@ def relay(sock: RawSocket, fd_in: int = 0, fd_out: int = 1) -> None:
             up_done.release()
 
     _thread.start_new_thread(upstream, ())
-    buf = bytearray(BUFSIZE)
-    view = memoryview(buf)
     try:
-        while True:
-            n = sock.recv_into(buf)
-            if n == 0:
-                break
-            _write_all(fd_out, view[:n])
+        if splices(fd_out):
+            _splice_down(sock, fd_out)
+        else:
+            _copy_down(sock, fd_out)
     except BrokenPipeError:
         return  # ssh is gone: nobody left to serve
     finally:
@@ -94,6 +96,54 @@ def relay(sock: RawSocket, fd_in: int = 0, fd_out: int = 1) -> None:
     up_done.acquire()  # join the helper: ssh's side may still be sending
     if errors:
         raise errors[0]
+
+
+def splices(fd_out: int) -> bool:
+    """Whether the server's bytes can go to ``fd_out`` by splice: Linux's os.splice,
+    and a pipe to splice into (ssh's stdout for its ProxyCommand is one)."""
+    if not hasattr(os, "splice") or not sys.platform.startswith("linux"):
+        return False
+    try:
+        return stat.S_ISFIFO(os.fstat(fd_out).st_mode)
+    except OSError:
+        return False
+
+
+def _copy_down(sock: RawSocket, fd_out: int) -> None:
+    buf = bytearray(BUFSIZE)
+    view = memoryview(buf)
+    while True:
+        n = sock.recv_into(buf)
+        if n == 0:
+            return
+        _write_all(fd_out, view[:n])
+
+
+SPLICE_F_MOVE, SPLICE_F_NONBLOCK = 1, 2  # Linux's values; os names them from 3.10 on
+EINVAL = 22
+
+
+def _splice_down(sock: RawSocket, fd_out: int) -> None:
+    """Socket to pipe in the kernel until the server's EOF. Each splice takes only
+    what has arrived and never waits: when the pipe is full it fails at once
+    (EAGAIN), and the wait for room, like the wait for data, is a poll(). A socket
+    the kernel cannot splice from (EINVAL) is copied instead."""
+    sock_fd = sock.fileno()
+    arrived, room = select.poll(), select.poll()
+    arrived.register(sock_fd, select.POLLIN)
+    room.register(fd_out, select.POLLOUT)
+    splice = os.splice  # type: ignore[attr-defined,unused-ignore]  # Linux, Python 3.10+
+    while True:
+        arrived.poll()
+        try:
+            if splice(sock_fd, fd_out, PIPE_SIZE, flags=SPLICE_F_MOVE | SPLICE_F_NONBLOCK) == 0:
+                return  # the server's EOF
+        except BlockingIOError:
+            room.poll()  # the pipe is full: ssh reads it, then on
+        except OSError as exc:
+            if exc.errno != EINVAL:
+                raise
+            return _copy_down(sock, fd_out)
 
 
 def _grow_pipes(*fds: int) -> None:

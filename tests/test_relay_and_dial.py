@@ -285,3 +285,58 @@ def test_relay_grows_the_pipes_from_ssh(tmp_path):
     p.stdin.close()
     assert p.wait(30) == 0
     assert server.join() == b"bye"
+
+
+@pytest.mark.parametrize("stdout_kind", ["pipe", "socketpair"])
+def test_the_relay_is_byte_exact_both_ways_with_splice_and_without(stdout_kind):
+    """A pipe for stdout, as ssh gives one, is spliced into; a socket is copied to.
+    Both ways byte-exact, the upload's EOF reaches the server as a half-close, and the
+    server's EOF closes stdout."""
+    from knockssh.net import RawSocket
+    from knockssh.relay import relay, splices
+
+    down, up = os.urandom(24 << 20), os.urandom(6 << 20)
+
+    def handler(conn):
+        conn.sendall(down)
+        conn.shutdown(socket.SHUT_WR)
+        return drain(conn)
+
+    server = Server(handler)
+    conn = socket.create_connection(("127.0.0.1", server.port))
+    sock = RawSocket(fileno=conn.detach())
+    in_r, in_w = os.pipe()
+    if stdout_kind == "pipe":
+        out_r, out_w = os.pipe()
+    else:
+        left, right = socket.socketpair()
+        out_r, out_w = left.detach(), right.detach()
+    assert splices(out_w) == (stdout_kind == "pipe")
+    errors = []
+
+    def run():
+        try:
+            relay(sock, in_r, out_w)
+        except BaseException as exc:
+            errors.append(exc)
+
+    relaying = threading.Thread(target=run)
+    relaying.start()
+
+    def upload():
+        with os.fdopen(in_w, "wb") as f:
+            f.write(up)
+
+    uploading = threading.Thread(target=upload)
+    uploading.start()
+    got = bytearray()
+    while chunk := os.read(out_r, 1 << 20):
+        got += chunk
+    uploading.join(30)
+    relaying.join(30)
+    os.close(out_r)
+    os.close(in_r)
+    sock.close()
+    assert not errors and not relaying.is_alive()
+    assert hashlib.sha256(got).digest() == hashlib.sha256(down).digest()
+    assert server.join() == (hashlib.sha256(up).hexdigest(), len(up))
