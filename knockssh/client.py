@@ -17,7 +17,7 @@ from .errors import ConnectFailure, KnocksshError, reason_of
 from .knock import Timings, send_knocks
 from .log import QUIET, Log
 from .net import SOCK_STREAM, RawSocket, gaierror, getaddrinfo, public, round_trip
-from .paths import recall, remember
+from .paths import network_of, recall, remember
 from .peer import NOBODY, PeerGone
 
 TYPE_CHECKING = False
@@ -222,7 +222,8 @@ class Knocker:
         tries, _ = self.attempts(None, 0 if offset is None else offset)
         target = targets_for(self.entry, host, 0, family)[0]
         lock, _ = self.lock(target, time.monotonic() + DEFAULT_CONNECT_TIMEOUT)
-        path = recall(self.env, str(target.knock_at[0]), self.delay)
+        address = str(target.knock_at[0])
+        path = recall(self.env, address, self.delay, network_of(address))
         try:
             self.knock_once(target, tries[0], plan.clearing_knocks(tries), plan.spacing(0, path))
         finally:
@@ -279,10 +280,11 @@ class Knocker:
         if waited is None:
             return None, plan.TIMED_OUT
         address = str(target.knock_at[0])
-        known = recall(self.env, address, self.delay)
+        network = network_of(address)
+        known = recall(self.env, address, self.delay, network)
         path = plan.PathInfo(known.rtt, known.spacing, known.fixed, known.age, known.jitter)
         if known.rtt is not None or known.spacing is not None:
-            self.log.info(f"remembered for {address}: {path}")
+            self.log.info(f"remembered for {address} from {network or 'here'}: {path}")
         try:
             while True:
                 step = plan.next_step(
@@ -319,7 +321,7 @@ class Knocker:
                         lock.mark_opened()
                     gap = step.gap if step.kind == plan.KNOCK else known.spacing
                     learnt = plan.PathInfo(round_trip(sock) or path.rtt, gap, jitter=path.jitter)
-                    remember(self.env, address, known, learnt)
+                    remember(self.env, address, known, learnt, network)
                     return sock, ""
                 history.append((step.kind, how))
         finally:

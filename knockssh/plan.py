@@ -175,6 +175,7 @@ JITTER_FACTOR = 0.75  # of the round trips' spread: the one-way spread is about 
 SPACING_GROWTH = 1.5
 MAX_GROWTH = 2.0
 UNKNOWN_RTT = 0.1  # assumed until measured: a window then fits a mobile path
+SPACING_HALF_LIFE = 600.0  # seconds: a remembered spacing halves every ten minutes
 MIN_WINDOW = 0.25
 MAX_WINDOW = 3.0
 
@@ -194,13 +195,24 @@ def spacing(rnd: int, path: PathInfo) -> float:
     wide = None
     if path.jitter is not None:
         wide = max(FAST_SPACING, JITTER_FACTOR * path.jitter + 0.001)
-    base = path.spacing or FAST_SPACING
+    base = remembered_spacing(path) or FAST_SPACING
     if rnd == 0:
         return base if wide is None else min(base, wide)  # a lucky wide one is not kept
     if wide is not None:
         return min(MAX_SPACING, wide * min(MAX_GROWTH, SPACING_GROWTH**rnd))
     wider = [step for step in SPACING_STEPS if step > base]
     return wider[min(rnd, len(wider)) - 1] if wider else base
+
+
+def remembered_spacing(path: PathInfo) -> float | None:
+    """The spacing to start from, as remembered: a starting point only, which
+    halves every SPACING_HALF_LIFE since it got through, so a wide spacing a bad
+    network needed does not outlive it (a fast round that gets through is then
+    remembered instead); None once it is down to fast knocking."""
+    if path.spacing is None:
+        return None
+    decayed = path.spacing * 0.5 ** (path.age / SPACING_HALF_LIFE)
+    return decayed if decayed >= 2 * FAST_SPACING else None
 
 
 def window(rnd: int, path: PathInfo) -> float:

@@ -189,10 +189,26 @@ def test_the_window_grows_with_the_round_trip():
 
 
 def test_a_remembered_spacing_is_where_the_first_round_starts():
-    steps = run(1, 10, [], path=plan.PathInfo(rtt=0.1, spacing=0.02))
+    steps = run(1, 10, [], path=plan.PathInfo(rtt=0.1, spacing=0.02, age=0))
     assert [s.gap for s in steps[:4]] == [0.02, 0.05, 0.1, 0.1]  # wider than what failed
-    steps = run(1, 10, [], path=plan.PathInfo(rtt=0.1, spacing=0.2))
+    steps = run(1, 10, [], path=plan.PathInfo(rtt=0.1, spacing=0.2, age=0))
     assert {s.gap for s in steps} == {0.2}
+
+
+def test_a_remembered_spacing_halves_every_ten_minutes_and_then_is_forgotten():
+    """A spacing a bad network needed is a starting point only: back on a network
+    that keeps order, the first round is soon fast again (and a fast round that gets
+    through is what is remembered next)."""
+    mobile = 0.1
+    first = [
+        plan.spacing(0, plan.PathInfo(rtt=0.03, spacing=mobile, age=age))
+        for age in (0, 600, 1200, 3600)
+    ]
+    assert first == [pytest.approx(0.1), pytest.approx(0.05), pytest.approx(0.025), 0.001]
+    assert plan.remembered_spacing(plan.PathInfo(spacing=0.001, age=0)) is None
+    assert plan.remembered_spacing(plan.PathInfo(spacing=0.1)) is None  # age unknown: none
+    later = [s.gap for s in run(1, 10, [], path=plan.PathInfo(rtt=0.03, spacing=0.1, age=600))]
+    assert later[:3] == [pytest.approx(0.05), 0.1, 0.1]  # then wider than what failed
 
 
 def test_knocks_go_wider_apart_than_the_measured_jitter_after_a_failed_round():
@@ -204,16 +220,16 @@ def test_knocks_go_wider_apart_than_the_measured_jitter_after_a_failed_round():
 
 
 def test_the_first_round_starts_from_what_got_through_but_no_wider_than_the_jitter():
-    wan = plan.PathInfo(rtt=0.05, spacing=0.001, jitter=0.015)  # jittery, keeps order
+    wan = plan.PathInfo(rtt=0.05, spacing=0.001, jitter=0.015, age=0)  # jittery, keeps order
     assert run(1, 10, [], path=wan)[0].gap == 0.001
-    mobile = plan.PathInfo(rtt=0.08, spacing=0.05, jitter=0.07)
+    mobile = plan.PathInfo(rtt=0.08, spacing=0.05, jitter=0.07, age=0)
     assert run(1, 10, [], path=mobile)[0].gap == 0.05
-    collided = plan.PathInfo(rtt=0.0001, spacing=0.08, jitter=0.0004)  # spaced by bad luck
+    collided = plan.PathInfo(rtt=0.0001, spacing=0.08, jitter=0.0004, age=0)  # spaced by bad luck
     assert run(1, 10, [], path=collided)[0].gap < 0.002
 
 
 def test_a_path_that_only_loses_keeps_its_knocks_fast():
-    lossy = plan.PathInfo(rtt=0.02, spacing=0.1, jitter=0.0005)  # spacing: an old lucky one
+    lossy = plan.PathInfo(rtt=0.02, spacing=0.1, jitter=0.0005, age=0)  # spacing: an old lucky one
     steps = run(1, 10, [], path=lossy)
     assert all(s.gap < 0.003 for s in steps) and len(steps) >= 15  # many short rounds
 
@@ -347,7 +363,7 @@ def test_defaults_of_the_plans_records():
 
 
 def test_spacing_window_and_probe_exact_values():
-    assert plan.spacing(0, plan.PathInfo(spacing=0.1, jitter=0.02)) == pytest.approx(0.016)
+    assert plan.spacing(0, plan.PathInfo(spacing=0.1, jitter=0.02, age=0)) == pytest.approx(0.016)
     assert plan.spacing(1, plan.PathInfo(jitter=0.02)) == pytest.approx(0.024)
     assert plan.window(0, plan.UNKNOWN) == pytest.approx(0.55)
     assert plan.window(1, plan.UNKNOWN) == pytest.approx(0.55 * 1.25)

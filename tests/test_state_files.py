@@ -149,3 +149,21 @@ def test_the_connect_goes_on_past_every_bad_state_file(tmp_path):
             timeout=30,  # a FIFO that blocked would hold it past this
         )
     assert done.returncode == 0 and done.stdout == b"SSH-2.0-test\r\n", done.stderr
+
+
+def test_what_one_network_taught_is_not_recalled_on_another(tmp_path):
+    """Keyed by where the client is (local address and gateway) as well as by the
+    knock address: a spacing a hotspot needed is not where a home network starts."""
+    env = {"XDG_STATE_HOME": str(tmp_path)}
+    hotspot, home = "192.0.2.7 via 0101a8c0", "198.51.100.9 via 0100a8c0"
+    taught = PathInfo(rtt=0.08, spacing=0.1, jitter=0.04)
+    paths.remember(env, "203.0.113.5", PathInfo(), taught, hotspot)
+    assert paths.recall(env, "203.0.113.5", None, hotspot).spacing == 0.1
+    assert paths.recall(env, "203.0.113.5", None, home).spacing is None
+    assert paths.recall(env, "203.0.113.5").spacing is None  # nor without a network
+
+
+def test_the_network_is_the_local_address_towards_the_server_and_the_gateway():
+    here = paths.network_of("127.0.0.1")
+    assert here.startswith("127.0.0.1 via ")
+    assert paths.network_of("not an address") == ""
