@@ -317,6 +317,11 @@ class Knocker:
                 sock, how = self._dial(target, step, timings)
                 if timings is not None:
                     self._learn(address, path, timings)
+                    how = plan.round_outcome(
+                        how, timings.sent, len(timings.rtts), timings.jitter(), step.gap
+                    )
+                    if how == plan.COLLIDED:
+                        self.log.info(f"{address}: every knock answered, no door: a collision")
                 if sock is None and lock is not None and lock.tried_at is not None:
                     lock.note_shut(lock.tried_at)  # the next holder knocks at once
                     lock.tried_at = None

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 WINDOW_GROWTH = 1.25  # each later round waits longer: a slow path needs more
 MAX_PAUSE = 0.3  # the random pause before a later round is drawn from at least [0, this)
+BACKOFF_DOUBLINGS = 3  # the pause's range doubles after each collision, up to 8 times
 PROBE_WINDOW = 0.3  # at most, trying a door a sibling just opened before knocking ourselves
 MIN_PROBE = 0.02
 MIN_STEP = 0.05  # a step with less time than this left is not worth starting
@@ -26,6 +27,9 @@ RECENTLY_OPENED = 5.0  # seconds: a door a sibling got through this recently is 
 
 PROBE, KNOCK = "probe", "knock"
 TIMED_OUT, REFUSED, UNREACHABLE = "timed out", "refused", "unreachable"
+# a round whose every knock the server answered, in time and in order, and still no
+# door: nothing was lost or reordered, so another knocker's sequence broke ours
+COLLIDED = "timed out, every knock answered"
 NAMES = {0: "current", -1: "previous", 1: "next"}
 
 
@@ -232,6 +236,26 @@ def pause_limit(knocks: int, gap: float) -> float:
     return max(MAX_PAUSE, 3 * knocks * gap)
 
 
+def round_outcome(how: str, sent: int, answered: int, jitter: float | None, gap: float) -> str:
+    """How a knock round that got no door is read: COLLIDED when the server
+    answered every knock (none lost) and the spread of its answers is too small to
+    have reordered knocks ``gap`` apart, so that another knocker behind our
+    address must have broken the sequence; else as the dial ended."""
+    if how != TIMED_OUT or sent < 2 or answered < sent or jitter is None:
+        return how
+    return COLLIDED if JITTER_FACTOR * jitter <= max(gap, FAST_SPACING) else how
+
+
+def backoff(collided: int) -> float:
+    """How much wider the random pause's range is after ``collided`` rounds that
+    failed with every knock answered (COLLIDED): from the second such round on it
+    doubles each time, as Ethernet backs off after collisions. Knockers behind one
+    address draw further apart each time, where a wider spacing would only make
+    their rounds longer and collide again. Rounds that lost knocks do not grow it:
+    a lossy path needs many short rounds."""
+    return float(2 ** min(max(collided - 1, 0), BACKOFF_DOUBLINGS))
+
+
 def probe_window(rtt: float | None) -> float:
     """How long to try a door a sibling got through: a few of its round trips
     (the kernel's estimate for that connection), else PROBE_WINDOW."""
@@ -293,10 +317,11 @@ def next_step(
     if waited:
         return Step(PROBE, 0, 0.0, min(probe_window(path.rtt), left), 0)
     knocked = sum(1 for kind, _ in history if kind == KNOCK)
+    collided = sum(1 for kind, how in history if kind == KNOCK and how == COLLIDED)
     rnd, index = divmod(knocked, n_attempts)
-    gap = spacing(rnd, path)
+    gap = spacing((knocked - collided) // n_attempts, path)  # a collision is no reordering
     later = rnd > 0 and index == 0 and last is not None and last[0] == KNOCK
-    pause = pause_limit(knocks, gap) * rand if later else 0.0
+    pause = pause_limit(knocks, gap) * backoff(collided) * rand if later else 0.0
     sending = knocks * gap
     if left - pause - sending < MIN_STEP:
         return None

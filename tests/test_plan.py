@@ -239,6 +239,31 @@ def test_a_fixed_spacing_is_used_as_given():
     assert {s.gap for s in steps} == {0.0}
 
 
+def test_a_round_is_a_collision_only_when_nothing_was_lost_or_reordered():
+    t = plan.TIMED_OUT
+    assert plan.round_outcome(t, 11, 11, 0.0004, 0.001) == plan.COLLIDED  # a quiet lan
+    assert plan.round_outcome(t, 11, 10, 0.0004, 0.001) == t  # a knock lost
+    assert plan.round_outcome(t, 11, 11, 0.02, 0.001) == t  # a spread that reorders
+    assert plan.round_outcome(t, 11, 11, 0.02, 0.05) == plan.COLLIDED  # spaced wider than it
+    assert plan.round_outcome(t, 11, 11, None, 0.001) == t  # no measure
+    assert plan.round_outcome(plan.REFUSED, 11, 11, 0.0, 0.001) == plan.REFUSED
+
+
+def test_collisions_back_off_like_ethernet_and_losses_do_not():
+    """Rounds whose every knock was answered and still no door collided with another
+    knocker: the pause's range doubles from the second on (up to 8 times), the
+    spacing stays fast. Rounds that lost knocks keep short pauses."""
+    assert [plan.backoff(n) for n in range(0, 7)] == [1.0, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    lan = plan.PathInfo(rtt=0.0002, jitter=0.0001)
+    steps = run(1, 30, [plan.COLLIDED] * 10, rand=0.5, path=lan)
+    pauses = [s.pause for s in steps[1:6]]
+    limit = plan.pause_limit(10, plan.FAST_SPACING)
+    assert pauses == [pytest.approx(0.5 * limit * f) for f in (1, 2, 4, 8, 8)]
+    assert {s.gap for s in steps[:10]} == {plan.FAST_SPACING}  # collisions: no wider spacing
+    lossy = run(1, 30, [plan.TIMED_OUT] * 10, rand=0.5, path=lan)
+    assert [s.pause for s in lossy[1:6]] == [pytest.approx(0.5 * limit)] * 5
+
+
 def test_the_pause_follows_the_random_draw_and_the_sequence_length():
     assert run(1, 10, [], rand=0.0)[1].pause == 0
     second = run(1, 10, [], rand=0.5)[1]
