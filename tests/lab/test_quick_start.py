@@ -297,6 +297,75 @@ def test_a_new_address_on_the_interface_is_knocked_within_15s(quick_start_lab, r
     gets_in_and_the_door_closes(lab, record)
 
 
+def knockd_main_pid(guest):
+    return guest.run(["systemctl", "show", "-p", "MainPID", "--value", "knockd.service"]).stdout
+
+
+def test_a_door_per_client_and_one_revoked(quick_start_lab, record, tmp_path):
+    """alice and bob each get a door and enrol from the printed line on a client of
+    their own; both get in; bob is revoked: the door he had open still closes at
+    cmd_timeout, then his knock opens nothing while alice's does; knockd's pid never
+    changes; neither secret is in any argv, unit or journal line."""
+    lab = quick_start_lab
+    guest = lab.guest()
+    pid = knockd_main_pid(guest)
+    lines, homes = {}, {}
+    for name in ("alice", "bob"):
+        added = guest.run(["knockssh-rotator", "client", "add", name, "--host", HOST])
+        assert added.stdout.startswith(f"knockssh://{HOST}:22/{name}?v=1&"), added.stderr
+        lines[name] = added.stdout.strip()
+        homes[name] = tmp_path / name
+        env = {**client_env_of(lab, homes[name]), "XDG_CONFIG_HOME": str(homes[name])}
+        enrolled = lab.in_client(
+            ["knockssh", "enroll"], input=added.stdout.encode(), capture_output=True, env=env
+        )
+        assert enrolled.returncode == 0, enrolled.stderr
+    conf = guest.run(["cat", "/etc/knockd.conf"]).stdout
+    assert rotate_now(guest).returncode == 0  # the timer's hardened run reads their secrets
+    assert guest.run(["cat", "/etc/knockd.conf"]).stdout == conf  # and agrees
+    listed = guest.run(["knockssh-rotator", "client", "list"]).stdout
+    assert [row.split("\t")[0] for row in listed.splitlines()] == ["alice", "bob"]
+    secrets = [line.rsplit("secret=", 1)[1] for line in lines.values()]
+
+    def ssh_as(name):
+        env = {**client_env_of(lab, homes[name]), "XDG_CONFIG_HOME": str(homes[name])}
+        argv = ["ssh", "-F", lab.ssh_config, "lab", "echo in"]
+        return record(lab.in_client(argv, capture_output=True, env=env, timeout=60))
+
+    for name in ("alice", "bob"):
+        lab.close_door()
+        done = ssh_as(name)
+        assert done.returncode == 0 and done.stdout == b"in\n", (name, done.stderr)
+    assert lab.door_open()  # bob's
+    revoked = guest.run(["knockssh-rotator", "client", "revoke", "bob"])
+    assert "client bob: its door and its secret removed" in revoked.stderr + revoked.stdout
+    assert wait_for(lambda: not lab.door_open(), 30 + 5)  # cmd_timeout: the kernel closed it
+    env = {**client_env_of(lab, homes["bob"]), "XDG_CONFIG_HOME": str(homes["bob"])}
+    knock = lab.in_client(["knockssh", "knock", HOST], capture_output=True, env=env)
+    assert knock.returncode == 0, knock.stderr
+    assert not wait_for(lab.door_open, 3)  # bob's sequence opens nothing any more
+    done = ssh_as("alice")
+    assert done.returncode == 0 and done.stdout == b"in\n", done.stderr
+    assert knockd_main_pid(guest) == pid  # reloaded, never restarted
+    journal = guest.run(["journalctl", "-o", "cat", "--no-pager"]).stdout
+    names = ["knockd", "knockssh-rotator", "knockssh-addresses", "knockssh-firewall"]
+    units = guest.run(["systemctl", "cat", *(f"{n}.service" for n in names)])
+    argv = guest.run(["sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"], check=False)
+    for secret in secrets:
+        assert secret not in journal + units.stdout + argv.stdout
+    guest.run(["knockssh-rotator", "client", "revoke", "alice"])
+    assert "[alice_ROTATOR]" not in guest.run(["cat", "/etc/knockd.conf"]).stdout
+
+
+def client_env_of(lab, home):
+    """A client of its own: its own state and runtime directories, no mapping file
+    but the one in ``home`` (XDG_CONFIG_HOME)."""
+    env = lab.client_env(home.name)
+    del env["KNOCKSSH_CONFIG"]
+    home.mkdir(mode=0o700, exist_ok=True)
+    return env
+
+
 REVERT_AFTER = 8  # seconds: long enough for the script to finish, short for a test
 ADMIN_LINE = "# the admin's own line: init leaves this file alone"
 
@@ -444,72 +513,3 @@ def test_purge_undoes_everything_and_nobody_is_locked_out(quick_start_lab, recor
     ssh = ["ssh", "-F", lab.ssh_config, "-o", "ProxyCommand=none", "knocked.lab", "echo plain"]
     plain = record(lab.in_client(ssh, capture_output=True, timeout=60))
     assert plain.returncode == 0 and plain.stdout == b"plain\n", plain.stderr
-
-
-def knockd_main_pid(guest):
-    return guest.run(["systemctl", "show", "-p", "MainPID", "--value", "knockd.service"]).stdout
-
-
-def test_a_door_per_client_and_one_revoked(quick_start_lab, record, tmp_path):
-    """alice and bob each get a door and enrol from the printed line on a client of
-    their own; both get in; bob is revoked: the door he had open still closes at
-    cmd_timeout, then his knock opens nothing while alice's does; knockd's pid never
-    changes; neither secret is in any argv, unit or journal line."""
-    lab = quick_start_lab
-    guest = lab.guest()
-    pid = knockd_main_pid(guest)
-    lines, homes = {}, {}
-    for name in ("alice", "bob"):
-        added = guest.run(["knockssh-rotator", "client", "add", name, "--host", HOST])
-        assert added.stdout.startswith(f"knockssh://{HOST}:22/{name}?v=1&"), added.stderr
-        lines[name] = added.stdout.strip()
-        homes[name] = tmp_path / name
-        env = {**client_env_of(lab, homes[name]), "XDG_CONFIG_HOME": str(homes[name])}
-        enrolled = lab.in_client(
-            ["knockssh", "enroll"], input=added.stdout.encode(), capture_output=True, env=env
-        )
-        assert enrolled.returncode == 0, enrolled.stderr
-    conf = guest.run(["cat", "/etc/knockd.conf"]).stdout
-    assert rotate_now(guest).returncode == 0  # the timer's hardened run reads their secrets
-    assert guest.run(["cat", "/etc/knockd.conf"]).stdout == conf  # and agrees
-    listed = guest.run(["knockssh-rotator", "client", "list"]).stdout
-    assert [row.split("\t")[0] for row in listed.splitlines()] == ["alice", "bob"]
-    secrets = [line.rsplit("secret=", 1)[1] for line in lines.values()]
-
-    def ssh_as(name):
-        env = {**client_env_of(lab, homes[name]), "XDG_CONFIG_HOME": str(homes[name])}
-        argv = ["ssh", "-F", lab.ssh_config, "lab", "echo in"]
-        return record(lab.in_client(argv, capture_output=True, env=env, timeout=60))
-
-    for name in ("alice", "bob"):
-        lab.close_door()
-        done = ssh_as(name)
-        assert done.returncode == 0 and done.stdout == b"in\n", (name, done.stderr)
-    assert lab.door_open()  # bob's
-    revoked = guest.run(["knockssh-rotator", "client", "revoke", "bob"])
-    assert "client bob: its door and its secret removed" in revoked.stderr + revoked.stdout
-    assert wait_for(lambda: not lab.door_open(), 30 + 5)  # cmd_timeout: the kernel closed it
-    env = {**client_env_of(lab, homes["bob"]), "XDG_CONFIG_HOME": str(homes["bob"])}
-    knock = lab.in_client(["knockssh", "knock", HOST], capture_output=True, env=env)
-    assert knock.returncode == 0, knock.stderr
-    assert not wait_for(lab.door_open, 3)  # bob's sequence opens nothing any more
-    done = ssh_as("alice")
-    assert done.returncode == 0 and done.stdout == b"in\n", done.stderr
-    assert knockd_main_pid(guest) == pid  # reloaded, never restarted
-    journal = guest.run(["journalctl", "-o", "cat", "--no-pager"]).stdout
-    names = ["knockd", "knockssh-rotator", "knockssh-addresses", "knockssh-firewall"]
-    units = guest.run(["systemctl", "cat", *(f"{n}.service" for n in names)])
-    argv = guest.run(["sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"], check=False)
-    for secret in secrets:
-        assert secret not in journal + units.stdout + argv.stdout
-    guest.run(["knockssh-rotator", "client", "revoke", "alice"])
-    assert "[alice_ROTATOR]" not in guest.run(["cat", "/etc/knockd.conf"]).stdout
-
-
-def client_env_of(lab, home):
-    """A client of its own: its own state and runtime directories, no mapping file
-    but the one in ``home`` (XDG_CONFIG_HOME)."""
-    env = lab.client_env(home.name)
-    del env["KNOCKSSH_CONFIG"]
-    home.mkdir(mode=0o700, exist_ok=True)
-    return env
