@@ -124,6 +124,15 @@ def parse(text: str) -> Enrolment:
     )
 
 
+def host_problem(host: str) -> str | None:
+    """Why ``host`` cannot be the line's host (a name or an address), or None."""
+    if not host or any(c.isspace() or not c.isprintable() or c in "\"'\\#,=/?@[]" for c in host):
+        return "not a host name or an address (no spaces, quotes or URL punctuation)"
+    if host.startswith("-"):
+        return "it would read as an option"
+    return None
+
+
 def _authority(text: str) -> tuple[str, int]:
     if text.startswith("["):
         host, close, port_part = text[1:].partition("]")
@@ -135,8 +144,9 @@ def _authority(text: str) -> tuple[str, int]:
         if not colon:
             raise EnrolmentError("enrolment line: no port after the host (HOST:PORT)")
     host = _unquoted(host, "host")
-    if not host or any(c.isspace() or not c.isprintable() or c in "\"'\\#,=/" for c in host):
-        raise EnrolmentError("enrolment line: the host is not a name or an address")
+    problem = host_problem(host)
+    if problem:
+        raise EnrolmentError(f"enrolment line: the host: {problem}")
     port = _number(port_text, "port")
     if not 1 <= port <= 65535:
         raise EnrolmentError("enrolment line: the port is not from 1 to 65535")

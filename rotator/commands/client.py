@@ -21,6 +21,10 @@ from . import rotate
 
 SECRET_BYTES = 32  # a client's secret: 256 random bits, URL-safe text
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 
 def client_parser() -> argparse.ArgumentParser:
     p = Parser(
@@ -99,6 +103,10 @@ def _add(args: argparse.Namespace, out: Out, where: str) -> int:
     settings = rotate.settings_of(args, Out(False, True), env)  # said again by _rotate
     ports = env.get(ENV_PREFIX + "PORTS") or DEFAULTS["PORTS"]
     host = args.host or socket.getfqdn()
+    problem = enrolment.host_problem(host)
+    if problem:
+        raise RotatorError(f"--host {host!a}: {problem}")
+    drawer = _qr_drawer() if args.qr else None  # missing: said before anything is written
     port = args.port or _init_port() or 22
     known = frozenset(clients.names(where))
 
@@ -123,8 +131,8 @@ def _add(args: argparse.Namespace, out: Out, where: str) -> int:
         )
     )
     print(line, flush=True)  # the enrolment line: the one place the secret is printed
-    if args.qr:
-        print(_qr(line), flush=True)
+    if drawer is not None:
+        print(drawer(line), flush=True)
     return 0
 
 
@@ -142,23 +150,27 @@ def _init_port() -> int | None:
     return server_setup.parse_record(data.decode("utf-8", "replace"))[0]
 
 
-def _qr(line: str) -> str:
-    """The line as a QR code of text blocks (qrcode, a server-side extra)."""
+def _qr_drawer() -> Callable[[str], str]:
+    """What draws a line as a QR code of text blocks (qrcode, a server-side extra)."""
     try:
         import qrcode  # type: ignore[import-untyped]
     except ImportError:
         raise RotatorError(
             "--qr needs the Python module qrcode (apt install python3-qrcode, or pip "
-            "install 'knockssh[qr]'); the line above is the enrolment"
+            "install 'knockssh[qr]'): nothing was added"
         ) from None
-    import io
 
-    code = qrcode.QRCode(border=2, error_correction=qrcode.constants.ERROR_CORRECT_L)
-    code.add_data(line)
-    code.make(fit=True)
-    drawn = io.StringIO()
-    code.print_ascii(out=drawn, invert=True)
-    return drawn.getvalue()
+    def draw(line: str) -> str:
+        import io
+
+        code = qrcode.QRCode(border=2, error_correction=qrcode.constants.ERROR_CORRECT_L)
+        code.add_data(line)
+        code.make(fit=True)
+        drawn = io.StringIO()
+        code.print_ascii(out=drawn, invert=True)
+        return drawn.getvalue()
+
+    return draw
 
 
 def _revoke(args: argparse.Namespace, out: Out, where: str) -> int:
