@@ -30,7 +30,7 @@ CONNECTS = 5  # per profile: a bounded series, the first one with nothing rememb
 TIMEOUT = 90
 
 
-@pytest.fixture(scope="module", params=["wan", "mobile", "lossy"])
+@pytest.fixture(scope="module", params=["mobile", "wan", "lossy"])  # the order state is carried
 def impaired(request):
     _require_lab()
     lab = Lab(new_name())
@@ -76,6 +76,26 @@ def test_every_connect_through_openssh_gets_in(impaired):
         )
         outcomes.append((done.returncode, done.stdout, done.stderr[-200:]))
     assert [o[:2] for o in outcomes] == [(0, b"in\n")] * CONNECTS, outcomes
+
+
+CARRIED: dict[str, str] = {}  # one state directory for the module, as a laptop has
+
+
+def test_what_the_last_network_taught_never_keeps_a_connect_out(impaired, tmp_path_factory):
+    """As users live: the state directory is carried from one profile to the next
+    (mobile, then wan, then lossy: the order the fixture brings them up), so each
+    profile starts from what the one before taught. Every connect gets in."""
+    state = CARRIED.setdefault("dir", str(tmp_path_factory.mktemp("carried-state")))
+    env = {**impaired.client_env(), "XDG_STATE_HOME": state}
+    outcomes = []
+    for _ in range(CONNECTS):
+        impaired.close_door()
+        impaired.forget_doors()
+        argv = ["ssh", "-F", impaired.ssh_config, "lab", "echo", "in"]
+        done = keep(impaired.in_client(argv, capture_output=True, timeout=TIMEOUT, env=env))
+        outcomes.append((done.returncode, done.stdout, done.stderr[-200:]))
+    assert [o[:2] for o in outcomes] == [(0, b"in\n")] * CONNECTS, (impaired.link(), outcomes)
+    assert os.listdir(os.path.join(state, "knockssh", "paths"))  # something was carried
 
 
 def test_rotation_on_the_impaired_link(impaired):
