@@ -211,9 +211,8 @@ class Knocker:
             self.log.step(f"waited for another knockssh knocking {target.knock_at[0]}", t)
             return lock, True
         since = lock.opened_since()
-        first = plan.try_door_first(since, lock.door_life())
+        first = plan.try_door_first(since)
         if first:
-            lock.tried_at = since
             self.log.info(f"a knockssh got through {since:.1f}s ago: trying the door first")
         return lock, first
 
@@ -322,9 +321,6 @@ class Knocker:
                     )
                     if how == plan.COLLIDED:
                         self.log.info(f"{address}: every knock answered, no door: a collision")
-                if sock is None and lock is not None and lock.tried_at is not None:
-                    lock.note_shut(lock.tried_at)  # the next holder knocks at once
-                    lock.tried_at = None
                 if sock is not None:
                     if lock is not None:
                         lock.mark_opened()

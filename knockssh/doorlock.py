@@ -62,12 +62,11 @@ def lock_dir(env: Mapping[str, str]) -> str | None:
 class DoorLock:
     """An exclusive lock on one knock address; ``acquire`` then ``release``."""
 
-    __slots__ = ("fd", "path", "tried_at")
+    __slots__ = ("fd", "path")
 
     def __init__(self, directory: str, address: str) -> None:
         self.path = os.path.join(directory, address.replace("/", "_") + ".lock")
         self.fd = -1
-        self.tried_at: float | None = None  # opened_since() when we tried the door first
 
     def acquire(self, deadline: float, watch: Watch) -> bool | None:
         """Take the lock by ``deadline`` (monotonic). True if a sibling held it and we
@@ -107,26 +106,8 @@ class DoorLock:
 
     def mark_opened(self) -> None:
         """Note that we got through the door just now (for the next holder)."""
-        self._write(0, f"{time.time():.3f}")
-
-    def door_life(self) -> float:
-        """The shortest time after an opening at which a holder found the door shut
-        (knockd's cmd_timeout, as learnt here); inf if none did."""
-        return self._read(32)
-
-    def note_shut(self, age: float) -> None:
-        """The door was shut ``age`` seconds after it was opened: it lives less."""
-        self._write(32, f"{min(age, self.door_life()):.3f}")
-
-    def _read(self, offset: int) -> float:
         try:
-            return float(os.pread(self.fd, 32, offset).decode())
-        except (OSError, ValueError):
-            return float("inf")
-
-    def _write(self, offset: int, text: str) -> None:
-        try:
-            os.pwrite(self.fd, text.encode().ljust(32), offset)
+            os.pwrite(self.fd, f"{time.time():.3f}".encode().ljust(32), 0)
         except OSError:
             pass
 

@@ -328,15 +328,10 @@ def next_step(
     return Step(KNOCK, index, pause, min(window(rnd, path), left - pause - sending), rnd, gap)
 
 
-def try_door_first(opened_since: float, door_life: float = float("inf")) -> bool:
+def try_door_first(opened_since: float) -> bool:
     """Try the door before knocking when a sibling got through it this recently (it
-    may still be open: knockd's door stays for cmd_timeout), and sooner than the
-    door was ever found shut after an opening (``door_life``, learnt: a server whose
-    cmd_timeout is shorter than RECENTLY_OPENED is not probed in vain twice)."""
-    return opened_since < min(RECENTLY_OPENED, DOOR_LIFE_MARGIN * door_life)
-
-
-DOOR_LIFE_MARGIN = 0.8  # of the learnt door life: its edge is where probes fail
+    may still be open: knockd's door stays for cmd_timeout)."""
+    return opened_since < RECENTLY_OPENED
 
 
 class Failure:

@@ -11,7 +11,7 @@ import threading
 import pytest
 from helpers import ROOT, SECRET
 
-from knockssh import client, doorlock, failures, plan
+from knockssh import client, doorlock, failures
 from knockssh.mapping import HostEntry
 from knockssh.peer import Watch
 
@@ -328,21 +328,3 @@ def test_a_non_ascii_name_too_long_for_idna_is_one_line(tmp_path):
     _, err = p.communicate(timeout=30)
     assert p.returncode == 1 and b"Traceback" not in err
     assert err.count(b"\n") == 1 and b"not a valid host name (IDNA)" in err
-
-
-def test_a_door_found_shut_is_learnt_by_the_next_holder(tmp_path):
-    """A door tried first and found shut 2.5 s after its opening teaches the lock file
-    that this server's doors live less than that; the next holder knocks at once."""
-    first = doorlock.DoorLock(str(tmp_path), "192.0.2.9")
-    assert first.acquire(float("inf"), Watch()) is False
-    assert first.door_life() == float("inf")
-    first.mark_opened()
-    first.note_shut(2.5)
-    first.note_shut(4.0)  # a later, longer age teaches nothing: the shortest stays
-    first.release()
-    second = doorlock.DoorLock(str(tmp_path), "192.0.2.9")
-    assert second.acquire(float("inf"), Watch()) is False
-    assert second.door_life() == 2.5 and second.opened_since() < 1.0
-    assert not plan.try_door_first(2.1, second.door_life())  # past 0.8 of what was learnt
-    assert plan.try_door_first(1.5, second.door_life())
-    second.release()

@@ -314,8 +314,6 @@ def test_the_door_is_tried_first_only_when_a_sibling_got_through_recently():
     assert plan.try_door_first(0.0) and plan.try_door_first(plan.RECENTLY_OPENED - 0.01)
     assert not plan.try_door_first(plan.RECENTLY_OPENED)
     assert not plan.try_door_first(float("inf"))  # nobody ever did
-    assert plan.try_door_first(1.0, door_life=2.0)  # a server whose doors live 2 s
-    assert not plan.try_door_first(1.7, door_life=2.0)  # near its end: knock instead
 
 
 def failure(ends, at=1_700_000_000.0, period=21600, skew=300.0):
