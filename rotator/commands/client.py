@@ -113,7 +113,7 @@ def _add(args: argparse.Namespace, out: Out, where: str) -> int:
     def with_door(text: str) -> str:
         return knockdconf.with_client(text, name, known)
 
-    _edited_or_error(args, with_door)  # a door that cannot be added: nothing written yet
+    rotate.edited(with_door, _conf_text(args), args.config)  # refused: nothing written yet
     made = not os.path.lexists(where)
     secret = _new_secret()
     path = clients.store(where, name, secret)
@@ -196,13 +196,6 @@ def _revoke(args: argparse.Namespace, out: Out, where: str) -> int:
         "(a door it opened already closes at cmd_timeout)"
     )
     return 0
-
-
-def _edited_or_error(args: argparse.Namespace, edit: rotate.Edit) -> None:
-    try:
-        edit(_conf_text(args))
-    except knockdconf.ConfError as exc:
-        raise RotatorError(f"{args.config}: {exc}") from None
 
 
 def _conf_text(args: argparse.Namespace) -> str:

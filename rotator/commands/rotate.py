@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rewrite the *_ROTATOR sections of knockd.conf with the current "
         "sequence and reload knockd (SIGHUP, never a restart). Settings come from "
         "KNOCKD_ROTATOR_* variables; the secret from KNOCKD_ROTATOR_SECRET. "
-        "Other commands: init, confirm, check, uninit, close-doors, watch (each with --help).",
+        "Other commands: init, confirm, check, uninit, close-doors, watch, client "
+        "(each with --help).",
     )
     p.add_argument(
         "--config", type=path_arg, default=DEFAULT_CONFIG, help="knockd.conf (default %(default)s)"
@@ -195,7 +196,7 @@ def rotate_once(
     with conffile.locked(path):
         old = conffile.read_text(path)
         rotation = _rotated(
-            old if edit is None else _edited(edit, old, path), settings, now, args.grace, path, own
+            old if edit is None else edited(edit, old, path), settings, now, args.grace, path, own
         )
         if rotation.sections and rotation.text != old:
             # said once written, never before: a failure must not read as a rotation
@@ -215,7 +216,7 @@ def _rotated(
         raise RotatorError(f"{path}: {exc}") from None
 
 
-def _edited(edit: Edit, text: str, path: str) -> str:
+def edited(edit: Edit, text: str, path: str) -> str:
     try:
         return edit(text)
     except ConfError as exc:
