@@ -3,7 +3,7 @@
 
     python3 bench/bench.py [--runs 25] [--mb 1024]
         [--only latency,concurrency,throughput,coldstart,scale]
-    python3 bench/bench.py --link wan|mobile|lossy|SPEC|all [--runs N]   (over an impaired link)
+    python3 bench/bench.py --link wan|mobile|lossy|day|day-same|SPEC|all [--runs N]
 
 Run it with the interpreter knockssh is installed for (the README's command does).
 Prints medians of alternated runs and ratios to the baseline taken in the same run;
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from lab import Lab
 
+NAT_ROUNDS = 20  # per machine count, on wan
 BENCH_CMD_TIMEOUT = 2  # seconds the door stays open: each knocked run waits for it to shut
 SECRET = "0123456789abcdef"  # for the local cold-start and scale files only
 BENCH_HOSTS = """
@@ -451,9 +452,104 @@ def bench_link(link: str, runs: int, mb: int) -> list[Table]:
         ]
         if link == "wan":
             found += bench_throughput(lab, cfg, mb, max(3, runs // 5))
+            found += [nat_rounds(lab, cfg, count, NAT_ROUNDS) for count in (2, 3)]
         return found
     finally:
         lab.down()
+
+
+# a laptop's day (as tests/lab/test_links.py): each network has its own gateway
+DAY = [
+    ("lan", "198.18.0.11"),
+    ("mobile", "198.18.0.12"),
+    ("wan", "198.18.0.13"),
+    ("lan", "198.18.0.11"),
+]
+DAY_CASES = {
+    "direct, open port": "direct",
+    "knockssh, state carried from the network before": "carried",
+    "knockssh, fresh state": "fresh",
+}
+
+
+def bench_day(runs: int, same_network: bool = False) -> list[Table]:
+    """One lab whose client moves lan -> mobile -> wan -> lan (the bridge re-impairs,
+    the gateway changes), with one state directory carried all day, against a fresh
+    one each connect and against direct, alternated on each network. With
+    ``same_network`` the gateway stays: one network whose link worsens and heals,
+    the case knockssh cannot tell from its key."""
+    lab = labmod.Lab(labmod.new_name(), cmd_timeout=BENCH_CMD_TIMEOUT)
+    lab.up(link="lossy")  # over the bridge, so the client can move
+    carried = tempfile.mkdtemp(prefix="knockssh-day-")
+    try:
+        cfg = lab.path("ssh_config.bench")
+        with open(lab.ssh_config) as src, open(cfg, "w") as dst:
+            dst.write(src.read() + bench_hosts(lab))
+        found = []
+        before = "nothing"
+        for link, gateway in DAY:
+            lab.move(link, DAY[0][1] if same_network else gateway)
+            rows = {name: LinkRow(name) for name in DAY_CASES}
+            for _ in range(runs):
+                current_sequence(lab)
+                for name, kind in DAY_CASES.items():
+                    shut_by_knockd(lab)
+                    state = carried if kind == "carried" else tempfile.mkdtemp(dir=lab.dir)
+                    env = {**lab.client_env(), "XDG_STATE_HOME": state}
+                    host = "direct" if kind == "direct" else "lab"
+                    t0 = time.perf_counter()
+                    argv = ["ssh", "-F", cfg, host, "true"]
+                    done = lab.in_client(argv, capture_output=True, env=env, timeout=120)
+                    if done.returncode == 0:
+                        rows[name].samples.append(time.perf_counter() - t0)
+                    else:
+                        rows[name].failed += 1
+            spec = labmod.link_spec(link) or "no impairment"
+            where = "the same network" if same_network else "its own network"
+            title = f"{link} after {before}, {where} ({spec}, each way): ssh HOST true, {runs} runs"
+            found.append(link_table(title, list(rows.values())))
+            before = link
+        return found
+    finally:
+        lab.down()
+        shutil.rmtree(carried, ignore_errors=True)
+
+
+def nat_rounds(lab: Lab, cfg: str, count: int, rounds: int) -> Table:
+    """``count`` machines behind one NAT connect at the same instant, ``rounds`` times,
+    each its own state and lock, the door shut before each round (default settings
+    of the link's mapping file): how many got in, and their connect times."""
+    samples: list[float] = []
+    failed = 0
+    with lab.nat_clients(count) as machines:
+        envs = [lab.client_env(machine=ns) for ns in machines]
+        for _ in range(rounds):
+            shut_by_knockd(lab)
+            for ns in machines:
+                lab.forget_doors(machine=ns)
+            times: list[float | None] = [None] * count
+
+            def one(i: int, times: list[float | None]) -> None:
+                t = time.perf_counter()
+                argv = ["ssh", "-F", cfg, "lab", "true"]
+                done = lab.in_ns(machines[i], argv, capture_output=True, env=envs[i], timeout=120)
+                if done.returncode == 0:
+                    times[i] = time.perf_counter() - t
+
+            threads = [threading.Thread(target=one, args=(i, times)) for i in range(count)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            samples += [x for x in times if x is not None]
+            failed += sum(1 for x in times if x is None)
+    total = count * rounds
+    return table(
+        f"{count} machines behind one NAT at the same instant, {rounds} rounds",
+        [(f"got in {len(samples)}/{total}", median(samples), f"p95 {p95(samples):.3f}s")],
+        0.0,
+        "s",
+    )
 
 
 def bench_hosts(lab: Lab) -> str:
@@ -662,7 +758,8 @@ def main() -> int:
     p.add_argument(
         "--link",
         help="instead: connect latency over an impaired lab link (wan, mobile, lossy, "
-        "or a linkbridge spec; throughput too on wan), or all of them",
+        "or a linkbridge spec; throughput and NAT too on wan), day (lan, mobile, wan, lan "
+        "with one state directory; day-same: on one network), or all of them",
     )
     args = p.parse_args()
     if args.link:
@@ -670,9 +767,16 @@ def main() -> int:
         if reason:
             print(f"lab unavailable: {reason}")
             return 1
-        links = ["lan", "wan", "mobile", "lossy"] if args.link == "all" else [args.link]
+        links = (
+            ["lan", "wan", "mobile", "lossy", "day", "day-same"]
+            if args.link == "all"
+            else [args.link]
+        )
         for link in links:
-            show(bench_link(link, args.runs, min(args.mb, 256)))
+            if link in ("day", "day-same"):
+                show(bench_day(args.runs, same_network=link == "day-same"))
+            else:
+                show(bench_link(link, args.runs, min(args.mb, 256)))
         return 0
     parts = args.only.split(",")
     print(

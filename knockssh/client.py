@@ -11,7 +11,7 @@ import os
 import time
 
 from . import mapping, plan
-from .dial import Refused, Unreachable, dial
+from .dial import Refused, Reordered, Unreachable, dial
 from .doorlock import DoorLock, lock_dir
 from .errors import ConnectFailure, KnocksshError, reason_of
 from .knock import Timings, send_knocks
@@ -358,6 +358,7 @@ class Knocker:
                 watch=self.watch,
                 refusal_ends=step.kind == plan.KNOCK,
                 timings=timings,
+                hasty=step.hasty,
             )
         except PeerGone:
             raise
@@ -367,6 +368,9 @@ class Knocker:
         except Unreachable as exc:
             self.log.step(f"{target.sockaddr[0]}: {exc.strerror}", t)
             return None, plan.UNREACHABLE
+        except Reordered:
+            self.log.step(f"{target.sockaddr[0]}: answers out of order: knocking spaced", t)
+            return None, plan.REORDERED
         except OSError as exc:
             self.log.step(f"no connection to {target.sockaddr[0]}: {exc.strerror or exc}", t)
             return None, plan.TIMED_OUT

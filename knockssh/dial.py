@@ -50,6 +50,10 @@ class Unreachable(OSError):
     """No route to the address: no knock can help."""
 
 
+class Reordered(OSError):
+    """The server's answers to our knocks came back out of order (``hasty``)."""
+
+
 UNREACHABLE = (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
 SETTLE = 0.5  # seconds after which a refusal is final: the door had ample time to open
 
@@ -79,6 +83,12 @@ def _final_refusal(started: float, now: float, begun: float, pending: dict[int, 
     return any(now - t > 2 * answered_in + 0.005 for t in pending.values())
 
 
+def _out_of_order(timings: Timings) -> bool:
+    from .plan import out_of_order  # knocking brought it in already
+
+    return len(timings.answers) > 1 and out_of_order(timings.answers)
+
+
 def dial(
     family: int,
     sockaddr: Sockaddr,
@@ -87,6 +97,7 @@ def dial(
     watch: Watch = NOBODY,
     refusal_ends: bool = True,
     timings: Timings | None = None,
+    hasty: bool = False,
 ) -> RawSocket:
     """Connect to ``sockaddr`` within ``timeout`` seconds; raise OSError on failure.
 
@@ -95,8 +106,11 @@ def dial(
     once; with ``refusal_ends``, a refusal that means "open, nothing listens"
     raises Refused at once. No route raises Unreachable. ``watch`` hanging up
     raises PeerGone. ``timings``' knocks left open are watched for the server's
-    answers meanwhile, and closed in time.
+    answers meanwhile, and closed in time; with ``hasty``, answers that came back
+    out of order (plan.out_of_order) raise Reordered at once: the knocks most
+    likely reached knockd out of order too, and waiting longer would be wasted.
     """
+
     begun = time.monotonic()
     deadline = begun + timeout
     pending: dict[int, RawSocket] = {}  # oldest first
@@ -145,10 +159,12 @@ def dial(
             if timings is not None:
                 wake = min(wake, timings.expire(now, poller))
             wait = max(0.0, wake - time.monotonic())
-            for fd, events in poller.poll(wait * 1000):
+            ready = poller.poll(wait * 1000)
+            arrived = time.monotonic()
+            for fd, events in ready:
                 if watch.check(fd, events):
                     continue
-                if timings is not None and timings.handle(fd, time.monotonic(), poller):
+                if timings is not None and timings.handle(fd, arrived, poller):
                     continue
                 s = pending.pop(fd)
                 at = started.pop(fd)
@@ -159,6 +175,8 @@ def dial(
                     return s
                 s.close()
                 refused(code, at, time.monotonic())
+            if hasty and timings is not None and _out_of_order(timings):
+                raise Reordered(errno.ETIMEDOUT, "the answers to our knocks came out of order")
     finally:
         for s in pending.values():
             s.close()

@@ -75,17 +75,19 @@ MIN_SAMPLES = 3  # for a spread
 
 
 class Timings:
-    """Knock sockets left open, and the round trips measured so far."""
+    """Knock sockets left open, the round trips measured so far, and when each
+    knock's answer arrived (to tell whether the path kept their order)."""
 
-    __slots__ = ("open", "rtts", "sent")
+    __slots__ = ("answers", "open", "rtts", "sent")
 
     def __init__(self) -> None:
-        self.open: dict[int, tuple[RawSocket, float]] = {}
+        self.open: dict[int, tuple[RawSocket, float, int]] = {}
         self.rtts: list[float] = []
+        self.answers: list[tuple[float, int]] = []  # (arrival, index sent)
         self.sent = 0
 
     def add(self, sock: RawSocket, sent: float) -> None:
-        self.open[sock.fileno()] = (sock, sent)
+        self.open[sock.fileno()] = (sock, sent, self.sent)
         self.sent += 1
 
     def register(self, poller: select.poll) -> None:
@@ -93,13 +95,15 @@ class Timings:
             poller.register(fd, select.POLLOUT)
 
     def handle(self, fd: int, now: float, poller: select.poll | None = None) -> bool:
-        """True if ``fd`` is one of ours (its answer, recorded and the socket closed)."""
+        """True if ``fd`` is one of ours (its answer, recorded and the socket closed).
+        ``now``: when the poll that reported it returned (one instant per poll)."""
         found = self.open.pop(fd, None)
         if found is None:
             return False
-        sock, sent = found
+        sock, sent, index = found
         if sock.getsockopt(SOL_SOCKET, SO_ERROR) in (0, errno.ECONNREFUSED):
             self.rtts.append(now - sent)
+            self.answers.append((now, index))
         if poller is not None:
             poller.unregister(fd)
         sock.close()
@@ -108,7 +112,7 @@ class Timings:
     def expire(self, now: float, poller: select.poll | None = None) -> float:
         """Close the sockets due to close; the next instant one is due (inf if none)."""
         due = float("inf")
-        for fd, (sock, sent) in list(self.open.items()):
+        for fd, (sock, sent, _) in list(self.open.items()):
             if now >= sent + RETRANSMIT_AFTER:
                 del self.open[fd]
                 if poller is not None:
@@ -129,12 +133,14 @@ class Timings:
             if now >= deadline:
                 return
             wake = min(deadline, self.expire(now, poller))
-            for fd, events in poller.poll(max(0.0, wake - now) * 1000):
+            ready = poller.poll(max(0.0, wake - now) * 1000)
+            arrived = time.monotonic()
+            for fd, events in ready:
                 if not watch.check(fd, events):
-                    self.handle(fd, time.monotonic(), poller)
+                    self.handle(fd, arrived, poller)
 
     def close(self) -> None:
-        for sock, _ in self.open.values():
+        for sock, _, _ in self.open.values():
             sock.close()
         self.open.clear()
 

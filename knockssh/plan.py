@@ -22,6 +22,7 @@ MAX_PAUSE = 0.3  # the random pause before a later round is drawn from at least 
 BACKOFF_DOUBLINGS = 3  # the pause's range doubles after each collision, up to 8 times
 PROBE_WINDOW = 0.3  # at most, trying a door a sibling just opened before knocking ourselves
 MIN_PROBE = 0.02
+DOOR_DELAY = 0.03  # seconds knockd takes at the least to open a door: its batch, the command
 MIN_STEP = 0.05  # a step with less time than this left is not worth starting
 RECENTLY_OPENED = 5.0  # seconds: a door a sibling got through this recently is tried first
 
@@ -30,6 +31,9 @@ TIMED_OUT, REFUSED, UNREACHABLE = "timed out", "refused", "unreachable"
 # a round whose every knock the server answered, in time and in order, and still no
 # door: nothing was lost or reordered, so another knocker's sequence broke ours
 COLLIDED = "timed out, every knock answered"
+# a fast round whose answers came back out of order: the path reorders, so knockd
+# most likely saw our knocks out of order too; the next round goes at once, spaced
+REORDERED = "answers out of order"
 NAMES = {0: "current", -1: "previous", 1: "next"}
 
 
@@ -187,25 +191,26 @@ MAX_WINDOW = 3.0
 def spacing(rnd: int, path: PathInfo) -> float:
     """Seconds between knocks in round ``rnd``. A jittery path reorders knocks sent
     close together, and knockd fails a sequence at the first knock out of order.
-    The first round goes fast, or as spaced as what last got through (a path that
-    keeps order needs no spacing, whatever its jitter); later rounds, once the
-    path's jitter is known, a little wider than it, growing a little each round in
-    case it was underestimated. A path that only loses packets keeps its knocks
-    fast: spacing would not save them, and a long sequence collides more with
-    another knocker's (two machines behind a NAT). Without a measure, later
-    rounds widen in fixed steps."""
+    The first round always goes fast: a path that keeps order needs no spacing,
+    whatever its jitter or what another network needed, and one that reorders
+    shows it within a round trip (the answers come back out of order: REORDERED),
+    so trying costs little. Later rounds, once the path's jitter is known, go a
+    little wider than it, growing a little each round in case it was
+    underestimated. A path that only loses packets keeps its knocks fast: spacing
+    would not save them, and a long sequence collides more with another knocker's
+    (two machines behind a NAT). Without a measure, the second round starts from
+    the (decaying) spacing that last got through on this network, then widens in
+    fixed steps."""
     if path.fixed is not None:
         return path.fixed
-    wide = None
+    if rnd == 0:
+        return FAST_SPACING  # the path may keep order; if not, its answers tell at once
     if path.jitter is not None:
         wide = max(FAST_SPACING, JITTER_FACTOR * path.jitter + 0.001)
-    base = remembered_spacing(path) or FAST_SPACING
-    if rnd == 0:
-        return base if wide is None else min(base, wide)  # a lucky wide one is not kept
-    if wide is not None:
         return min(MAX_SPACING, wide * min(MAX_GROWTH, SPACING_GROWTH**rnd))
-    wider = [step for step in SPACING_STEPS if step > base]
-    return wider[min(rnd, len(wider)) - 1] if wider else base
+    base = remembered_spacing(path)  # what got through on this network lately
+    ladder = [base, *(s for s in SPACING_STEPS if s > base)] if base else list(SPACING_STEPS)
+    return ladder[min(rnd, len(ladder)) - 1]
 
 
 def remembered_spacing(path: PathInfo) -> float | None:
@@ -246,6 +251,21 @@ def round_outcome(how: str, sent: int, answered: int, jitter: float | None, gap:
     return COLLIDED if JITTER_FACTOR * jitter <= max(gap, FAST_SPACING) else how
 
 
+REORDER_SLACK = 0.001  # seconds: answers closer together than this are not ordered
+
+
+def out_of_order(answers: Sequence[tuple[float, int]]) -> bool:
+    """Did the server's answers to a round's knocks, as (arrival, index sent) pairs,
+    come back out of order: a knock answered REORDER_SLACK or more after a later
+    knock was? Answers read together (one poll) share an arrival and count as in
+    order, so a slow reader never sees disorder that was not on the path."""
+    return any(
+        later > index and answered <= arrival - REORDER_SLACK
+        for arrival, index in answers
+        for answered, later in answers
+    )
+
+
 def backoff(collided: int) -> float:
     """How much wider the random pause's range is after ``collided`` rounds that
     failed with every knock answered (COLLIDED): from the second such round on it
@@ -256,12 +276,17 @@ def backoff(collided: int) -> float:
     return float(2 ** min(max(collided - 1, 0), BACKOFF_DOUBLINGS))
 
 
-def probe_window(rtt: float | None) -> float:
-    """How long to try a door a sibling got through: a few of its round trips
-    (the kernel's estimate for that connection), else PROBE_WINDOW."""
-    if rtt is None:
-        return PROBE_WINDOW
-    return min(PROBE_WINDOW, max(MIN_PROBE, 4 * rtt + 0.01))
+def probe_window(rtt: float | None, jitter: float | None = None) -> float:
+    """How long to try a door a sibling got through before knocking ourselves: long
+    enough for its answer (a round trip, twice the spread, and 10 ms for the
+    scheduler), and never longer than a knock round would take at the least (the
+    knocks' half round trip, knockd's door delay, the connect's round trip), so a
+    door found shut costs no more than an open one saves. Without a measure the
+    round trip is assumed to be UNKNOWN_RTT."""
+    trip = UNKNOWN_RTT if rtt is None else rtt
+    answer = trip + 2 * (jitter or 0.0) + 0.01
+    saves = 1.5 * trip + DOOR_DELAY
+    return max(MIN_PROBE, min(answer, saves, PROBE_WINDOW))
 
 
 class Step:
@@ -269,10 +294,17 @@ class Step:
     seconds apart and wait (KNOCK), after ``pause`` seconds; wait up to ``window``
     seconds for the door."""
 
-    __slots__ = ("attempt", "gap", "kind", "pause", "round", "window")
+    __slots__ = ("attempt", "gap", "hasty", "kind", "pause", "round", "window")
 
     def __init__(
-        self, kind: str, attempt: int, pause: float, window: float, round: int, gap: float = 0.0
+        self,
+        kind: str,
+        attempt: int,
+        pause: float,
+        window: float,
+        round: int,
+        gap: float = 0.0,
+        hasty: bool = False,
     ) -> None:
         self.kind = kind
         self.attempt = attempt  # index into the attempts
@@ -280,6 +312,7 @@ class Step:
         self.window = window
         self.round = round  # 0 for the first pass over the attempts
         self.gap = gap
+        self.hasty = hasty  # fast knocks on a hunch: stop waiting once answers show disorder
 
     def __repr__(self) -> str:
         return (
@@ -315,17 +348,22 @@ def next_step(
     if left < MIN_STEP:
         return None
     if waited:
-        return Step(PROBE, 0, 0.0, min(probe_window(path.rtt), left), 0)
+        return Step(PROBE, 0, 0.0, min(probe_window(path.rtt, path.jitter), left), 0)
     knocked = sum(1 for kind, _ in history if kind == KNOCK)
     collided = sum(1 for kind, how in history if kind == KNOCK and how == COLLIDED)
     rnd, index = divmod(knocked, n_attempts)
     gap = spacing((knocked - collided) // n_attempts, path)  # a collision is no reordering
     later = rnd > 0 and index == 0 and last is not None and last[0] == KNOCK
+    if later and last is not None and last[1] == REORDERED:
+        later = False  # the path, not another knocker: no pause to draw apart
     pause = pause_limit(knocks, gap) * backoff(collided) * rand if later else 0.0
     sending = knocks * gap
     if left - pause - sending < MIN_STEP:
         return None
-    return Step(KNOCK, index, pause, min(window(rnd, path), left - pause - sending), rnd, gap)
+    hasty = rnd == 0 and path.fixed is None and knocks > 1
+    return Step(
+        KNOCK, index, pause, min(window(rnd, path), left - pause - sending), rnd, gap, hasty
+    )
 
 
 def try_door_first(opened_since: float) -> bool:

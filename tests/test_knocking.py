@@ -11,7 +11,7 @@ import threading
 import pytest
 from helpers import ROOT, SECRET
 
-from knockssh import client, doorlock, failures
+from knockssh import client, doorlock, failures, plan
 from knockssh.mapping import HostEntry
 from knockssh.peer import Watch
 
@@ -308,6 +308,26 @@ def test_knocks_time_the_path_and_are_closed_in_time():
     assert timings.open == {}  # every knock closed
     assert timings.sent == 5 and len(timings.rtts) == 5
     assert 0 < timings.rtt() < 0.5 and 0 <= timings.jitter() < 0.5
+    assert sorted(index for _, index in timings.answers) == [0, 1, 2, 3, 4]
+    assert not plan.out_of_order(timings.answers)  # loopback keeps order
+
+
+def test_a_hasty_dial_ends_once_the_answers_came_out_of_order():
+    """The first round's dial gives up on answers out of order (the path reorders),
+    and only a hasty one: a spaced round waits for its door."""
+    from knockssh.dial import Reordered, dial
+    from knockssh.knock import Timings
+
+    port = closed_port()
+    timings = Timings()
+    timings.answers += [(0.02, 1), (0.03, 0)]  # as if read from the path
+    with pytest.raises(Reordered):  # not the timeout's TimeoutError: it did not wait it out
+        dial(
+            socket.AF_INET, ("127.0.0.1", port), 30, refusal_ends=False, timings=timings, hasty=True
+        )
+    with pytest.raises(OSError) as patient:
+        dial(socket.AF_INET, ("127.0.0.1", port), 0.2, refusal_ends=False, timings=timings)
+    assert not isinstance(patient.value, Reordered)
 
 
 def test_a_host_name_with_a_newline_cannot_forge_a_second_line(tmp_path):

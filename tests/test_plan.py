@@ -188,27 +188,27 @@ def test_the_window_grows_with_the_round_trip():
     assert unknown == sorted(unknown) and unknown[-1] == plan.MAX_WINDOW
 
 
-def test_a_remembered_spacing_is_where_the_first_round_starts():
+def test_the_second_round_starts_from_what_got_through_on_this_network():
     steps = run(1, 10, [], path=plan.PathInfo(rtt=0.1, spacing=0.02, age=0))
-    assert [s.gap for s in steps[:4]] == [0.02, 0.05, 0.1, 0.1]  # wider than what failed
+    assert [s.gap for s in steps[:5]] == [0.001, 0.02, 0.05, 0.1, 0.1]  # then wider
     steps = run(1, 10, [], path=plan.PathInfo(rtt=0.1, spacing=0.2, age=0))
-    assert {s.gap for s in steps} == {0.2}
+    assert steps[0].gap == plan.FAST_SPACING and {s.gap for s in steps[1:]} == {0.2}
 
 
 def test_a_remembered_spacing_halves_every_ten_minutes_and_then_is_forgotten():
-    """A spacing a bad network needed is a starting point only: back on a network
-    that keeps order, the first round is soon fast again (and a fast round that gets
-    through is what is remembered next)."""
+    """A spacing a bad network needed is a starting point only, for the rounds
+    after the fast first one: it halves every ten minutes, then the fixed steps
+    apply again (and a fast round that gets through is what is remembered next)."""
     mobile = 0.1
-    first = [
-        plan.spacing(0, plan.PathInfo(rtt=0.03, spacing=mobile, age=age))
+    second = [
+        plan.spacing(1, plan.PathInfo(rtt=0.03, spacing=mobile, age=age))
         for age in (0, 600, 1200, 3600)
     ]
-    assert first == [pytest.approx(0.1), pytest.approx(0.05), pytest.approx(0.025), 0.001]
+    assert second == [pytest.approx(0.1), pytest.approx(0.05), pytest.approx(0.025), 0.02]
     assert plan.remembered_spacing(plan.PathInfo(spacing=0.001, age=0)) is None
     assert plan.remembered_spacing(plan.PathInfo(spacing=0.1)) is None  # age unknown: none
     later = [s.gap for s in run(1, 10, [], path=plan.PathInfo(rtt=0.03, spacing=0.1, age=600))]
-    assert later[:3] == [pytest.approx(0.05), 0.1, 0.1]  # then wider than what failed
+    assert later[:4] == [0.001, pytest.approx(0.05), 0.1, 0.1]
 
 
 def test_knocks_go_wider_apart_than_the_measured_jitter_after_a_failed_round():
@@ -219,13 +219,47 @@ def test_knocks_go_wider_apart_than_the_measured_jitter_after_a_failed_round():
     assert gaps[1] > wide and max(gaps) <= plan.MAX_GROWTH * wide
 
 
-def test_the_first_round_starts_from_what_got_through_but_no_wider_than_the_jitter():
-    wan = plan.PathInfo(rtt=0.05, spacing=0.001, jitter=0.015, age=0)  # jittery, keeps order
-    assert run(1, 10, [], path=wan)[0].gap == 0.001
-    mobile = plan.PathInfo(rtt=0.08, spacing=0.05, jitter=0.07, age=0)
-    assert run(1, 10, [], path=mobile)[0].gap == 0.05
-    collided = plan.PathInfo(rtt=0.0001, spacing=0.08, jitter=0.0004, age=0)  # spaced by bad luck
-    assert run(1, 10, [], path=collided)[0].gap < 0.002
+def test_the_first_round_is_fast_whatever_was_remembered():
+    """A path that keeps order is tried fast first, whatever another network or an
+    earlier hour needed: a path that reorders shows it in its answers at once."""
+    for path in (
+        plan.PathInfo(rtt=0.05, spacing=0.001, jitter=0.015, age=0),  # wan: jittery, in order
+        plan.PathInfo(rtt=0.08, spacing=0.05, jitter=0.07, age=0),  # mobile, an hour ago
+        plan.PathInfo(rtt=0.0001, spacing=0.08, jitter=0.0004, age=0),  # spaced by bad luck
+    ):
+        first = run(1, 10, [], path=path)[0]
+        assert first.gap == plan.FAST_SPACING and first.hasty, path
+
+
+def test_a_reordered_round_is_followed_at_once_by_a_spaced_one():
+    """Answers out of order end the fast round early (hasty); the next round goes
+    without a random pause (the path, not another knocker, broke the sequence) and
+    spaced wider than the jitter those answers showed. Only the first round is
+    hasty: a spaced round waits for its door."""
+    mobile = plan.PathInfo(rtt=0.08, jitter=0.06)
+    steps = run(1, 10, [plan.REORDERED], path=mobile)
+    assert steps[0].hasty and not any(s.hasty for s in steps[1:])
+    assert steps[1].pause == 0 and steps[1].gap > plan.JITTER_FACTOR * 0.06
+    assert steps[2].pause > 0  # a spaced round that failed: maybe another knocker
+    two = run(2, 10, [plan.REORDERED, plan.REORDERED], path=mobile)
+    assert [s.hasty for s in two[:3]] == [True, True, False] and two[2].pause == 0
+    assert not run(1, 10, [], path=plan.PathInfo(fixed=0.001))[0].hasty  # as the user set it
+    assert not run(1, 10, [], knocks=1)[0].hasty  # one knock cannot be out of order
+
+
+def test_answers_out_of_order_are_told_from_answers_read_together():
+    assert not plan.out_of_order([])
+    assert not plan.out_of_order([(0.010, 0), (0.011, 1), (0.013, 2)])  # in order
+    assert plan.out_of_order([(0.010, 1), (0.020, 0)])  # the first knock's answer came later
+    assert not plan.out_of_order([(0.010, 1), (0.010, 0)])  # one poll: no order to tell
+    assert not plan.out_of_order([(0.0100, 1), (0.0105, 0)])  # closer than REORDER_SLACK
+    assert plan.out_of_order([(0.01, 0), (0.02, 3), (0.03, 1), (0.04, 2)])  # 1 after 3
+    assert not plan.out_of_order([(0.01, 0), (0.03, 2)])  # a lost answer is no disorder
+
+
+@given(st.lists(st.floats(0, 1), min_size=2, max_size=12))
+def test_answers_in_the_order_sent_are_never_out_of_order(times):
+    assert not plan.out_of_order([(t, i) for i, t in enumerate(sorted(times))])
 
 
 def test_a_path_that_only_loses_keeps_its_knocks_fast():
@@ -287,7 +321,7 @@ def test_refused_after_knocking_ends_at_once():
 
 def test_waiting_for_a_sibling_tries_its_door_first():
     steps = run(1, 10, [], waited_at=(0,))
-    assert steps[0].kind == plan.PROBE and steps[0].window == plan.PROBE_WINDOW
+    assert steps[0].kind == plan.PROBE and steps[0].window == plan.probe_window(None)
     assert steps[1].kind == plan.KNOCK and steps[1].pause == 0 and steps[1].round == 0
     fast = run(1, 10, [], waited_at=(0,), path=plan.PathInfo(rtt=0.0001))
     assert fast[0].window == plan.MIN_PROBE  # a few round trips of a fast path
@@ -388,13 +422,25 @@ def test_defaults_of_the_plans_records():
 
 
 def test_spacing_window_and_probe_exact_values():
-    assert plan.spacing(0, plan.PathInfo(spacing=0.1, jitter=0.02, age=0)) == pytest.approx(0.016)
+    assert plan.spacing(0, plan.PathInfo(spacing=0.1, jitter=0.02, age=0)) == plan.FAST_SPACING
     assert plan.spacing(1, plan.PathInfo(jitter=0.02)) == pytest.approx(0.024)
     assert plan.window(0, plan.UNKNOWN) == pytest.approx(0.55)
     assert plan.window(1, plan.UNKNOWN) == pytest.approx(0.55 * 1.25)
-    assert plan.probe_window(0.02) == pytest.approx(0.09)
+    assert plan.probe_window(0.02) == pytest.approx(0.03)  # a round trip and 10 ms
+    assert plan.probe_window(0.05, 0.01) == pytest.approx(0.08)  # wan: and twice the spread
+    assert plan.probe_window(0.08, 0.04) == pytest.approx(0.15)  # mobile: what a knock costs
+    assert plan.probe_window(None) == pytest.approx(0.11)  # UNKNOWN_RTT
     assert plan.probe_window(0.001) == plan.MIN_PROBE
     assert plan.probe_window(1.0) == plan.PROBE_WINDOW
+
+
+@given(st.floats(0, 5), st.one_of(st.none(), st.floats(0, 5)))
+def test_a_door_found_shut_costs_no_more_than_an_open_one_saves(rtt, jitter):
+    """The probe waits at least for an answer of a fast path, and never longer than
+    the least a knock round would take (knocks there, knockd's delay, the connect)."""
+    probe = plan.probe_window(rtt, jitter)
+    assert plan.MIN_PROBE <= probe <= plan.PROBE_WINDOW
+    assert probe <= max(plan.MIN_PROBE, 1.5 * rtt + plan.DOOR_DELAY)
 
 
 def test_a_step_needs_min_step_left_and_counts_the_sending():

@@ -267,8 +267,34 @@ class Lab:
             raise RuntimeError(f"the link bridge did not start: {read(self.path('bridge.log'))}")
 
     def link(self) -> str:
-        """The link profile (or spec) the lab was brought up with."""
+        """The link profile (or spec) the lab is on now."""
         return str(self._state().get("link", "lan"))
+
+    def move(self, link: str, gateway: str | None = None) -> None:
+        """The client moves to another network, as a laptop does, without the lab
+        coming down: the bridge impairs with ``link``'s spec from now on (``lan``:
+        none) and the client's default route goes via ``gateway`` (an address on
+        the link; None: no default route), which is how knockssh tells networks
+        apart. Only for a lab brought up over the bridge (an impaired ``link``)."""
+        ready = self.path("bridge.pid")
+        if not os.path.exists(ready):
+            raise ValueError("move needs a lab brought up over the bridge (an impaired link)")
+        spec = link_spec(link) or ""
+        pid, generation = (int(word) for word in read(ready).split())
+        write_private(ready + ".next", f"{spec}\n{spec}\n", exclusive=False)
+        os.kill(pid, signal.SIGHUP)
+        if not wait_for(lambda: read(ready).split() == [str(pid), str(generation + 1)], 10):
+            raise RuntimeError(
+                f"the link bridge did not take {link}: {read(self.path('bridge.log'))}"
+            )
+        route = ["ip", "route", "replace", "default", "via", gateway] if gateway else None
+        run(["ip", "route", "del", "default"], ns=self.client_ns, check=False)
+        if route:
+            run(route, ns=self.client_ns)
+        state = self._state()
+        state["link"] = link
+        with open(self.path("state.json"), "w") as f:
+            json.dump(state, f)
 
     @property
     def netns_etc(self) -> str:

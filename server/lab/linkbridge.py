@@ -13,6 +13,10 @@ A_TO_B and B_TO_A are specs such as ``delay=40ms,jitter=20ms,loss=0.02`` (see
 ``parse_spec``). The process lives in NS_B, so killing that namespace's processes
 (as the lab's teardown does) ends it; it also ends within a second once either
 namespace is deleted, and on SIGTERM: it never outlives the lab.
+
+On SIGHUP it reads FILE.next (two lines, A_TO_B and B_TO_A), applies them to the
+packets read from then on, and rewrites FILE as "PID GENERATION": a laptop moving
+from one network to another, without tearing the lab down.
 """
 
 from __future__ import annotations
@@ -150,17 +154,16 @@ def _attach(ns: str, dev: str) -> int:
     return fd
 
 
-def forward(
-    fds: tuple[int, int], directions: tuple[Direction, Direction], namespaces: tuple[str, str]
-) -> None:
-    """Forward between the two devices until SIGTERM or a namespace is gone."""
+def forward(fds: tuple[int, int], directions: list[Direction], namespaces: tuple[str, str]) -> None:
+    """Forward between the two devices until SIGTERM or a namespace is gone;
+    ``directions`` is read for every packet, so replacing its items re-impairs."""
     rng = random.Random()
     queue: list[tuple[float, int, int, bytes]] = []  # (due, order, out fd, packet)
     order = 0
     poller = select.poll()
     for fd in fds:
         poller.register(fd, select.POLLIN)
-    peer = {fds[0]: (fds[1], directions[0]), fds[1]: (fds[0], directions[1])}
+    peer = {fds[0]: (fds[1], 0), fds[1]: (fds[0], 1)}
     next_check = time.monotonic() + 1
     while True:
         now = time.monotonic()
@@ -172,7 +175,8 @@ def forward(
                 pass  # the device's queue is full, or it went down: the packet is lost
         timeout = max(0.0, queue[0][0] - now) * 1000 if queue else 1000
         for fd, _ in poller.poll(min(timeout, 1000)):
-            out, direction = peer[fd]
+            out, which = peer[fd]
+            direction = directions[which]
             for _ in range(64):  # a burst at a time, then the due packets again
                 try:
                     packet = os.read(fd, 65536)
@@ -199,11 +203,32 @@ def main(argv: list[str]) -> int:
         print(f"linkbridge: {exc}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    current = list(directions)
+    generation = [0]
+
+    def respec(*_: object) -> None:
+        try:
+            with open(ready + ".next") as f:
+                a, b = f.read().splitlines()[:2]
+            current[:] = [parse_spec(a), parse_spec(b)]
+        except (OSError, ValueError) as exc:
+            print(f"linkbridge: SIGHUP: {exc}", file=sys.stderr)
+            return
+        generation[0] += 1
+        _announce(ready, generation[0])
+
     fds = (_attach(ns_a, dev_a), _attach(ns_b, dev_b))  # ends in ns_b: its teardown kills us
-    with open(ready, "w") as f:
-        f.write(f"{os.getpid()}\n")
-    forward(fds, directions, (ns_a, ns_b))
+    signal.signal(signal.SIGHUP, respec)
+    _announce(ready, 0)
+    forward(fds, current, (ns_a, ns_b))
     return 0
+
+
+def _announce(ready: str, generation: int) -> None:
+    """Write "PID GENERATION" to ``ready`` in one step (readers never see half)."""
+    with open(ready + ".tmp", "w") as f:
+        f.write(f"{os.getpid()} {generation}\n")
+    os.replace(ready + ".tmp", ready)
 
 
 if __name__ == "__main__":
