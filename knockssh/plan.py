@@ -191,26 +191,27 @@ MAX_WINDOW = 3.0
 def spacing(rnd: int, path: PathInfo) -> float:
     """Seconds between knocks in round ``rnd``. A jittery path reorders knocks sent
     close together, and knockd fails a sequence at the first knock out of order.
-    The first round always goes fast: a path that keeps order needs no spacing,
-    whatever its jitter or what another network needed, and one that reorders
-    shows it within a round trip (the answers come back out of order: REORDERED),
-    so trying costs little. Later rounds, once the path's jitter is known, go a
-    little wider than it, growing a little each round in case it was
-    underestimated. A path that only loses packets keeps its knocks fast: spacing
-    would not save them, and a long sequence collides more with another knocker's
-    (two machines behind a NAT). Without a measure, the second round starts from
-    the (decaying) spacing that last got through on this network, then widens in
-    fixed steps."""
+    Where the server answers our knocks, the first round goes fast: a path that
+    keeps order needs no spacing, whatever its jitter or what another network
+    needed, and one that reorders shows it within a round trip (the answers come
+    back out of order: REORDERED), so trying costs little. Where it never did (a
+    firewall that drops closed ports), disorder cannot show, so the first round
+    starts from the (decaying) spacing that last got through on this network.
+    Later rounds, once the path's jitter is known, go a little wider than it,
+    growing a little each round in case it was underestimated. A path that only
+    loses packets keeps its knocks fast: spacing would not save them, and a long
+    sequence collides more with another knocker's (two machines behind a NAT).
+    Without a measure, later rounds widen in fixed steps."""
     if path.fixed is not None:
         return path.fixed
-    if rnd == 0:
-        return FAST_SPACING  # the path may keep order; if not, its answers tell at once
     if path.jitter is not None:
+        if rnd == 0:
+            return FAST_SPACING  # the path may keep order; if not, its answers tell at once
         wide = max(FAST_SPACING, JITTER_FACTOR * path.jitter + 0.001)
         return min(MAX_SPACING, wide * min(MAX_GROWTH, SPACING_GROWTH**rnd))
-    base = remembered_spacing(path)  # what got through on this network lately
-    ladder = [base, *(s for s in SPACING_STEPS if s > base)] if base else list(SPACING_STEPS)
-    return ladder[min(rnd, len(ladder)) - 1]
+    base = remembered_spacing(path) or FAST_SPACING  # knocks unanswered: no early sign
+    ladder = [base, *(step for step in SPACING_STEPS if step > base)]
+    return ladder[min(rnd, len(ladder) - 1)]
 
 
 def remembered_spacing(path: PathInfo) -> float | None:
