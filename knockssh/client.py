@@ -315,7 +315,7 @@ class Knocker:
                     self.knock_once(target, tries[step.attempt], clear, step.gap, timings)
                 sock, how = self._dial(target, step, timings)
                 if timings is not None:
-                    self._learn(address, path, timings)
+                    self._learn(address, path, timings, partial=how == plan.REORDERED)
                     how = plan.round_outcome(
                         how, timings.sent, len(timings.rtts), timings.jitter(), step.gap
                     )
@@ -333,13 +333,17 @@ class Knocker:
             if lock is not None:
                 lock.release()
 
-    def _learn(self, address: str, path: plan.PathInfo, timings: Timings) -> None:
-        """What the server's answers to our knocks told of the path."""
+    def _learn(
+        self, address: str, path: plan.PathInfo, timings: Timings, partial: bool = False
+    ) -> None:
+        """What the server's answers to our knocks told of the path. A ``partial``
+        round (given up before all answers came) saw only part of the spread: it
+        may widen what was known, never narrow it."""
         rtt, jitter = timings.rtt(), timings.jitter()
         if rtt is not None:
             path.rtt = rtt
             if jitter is not None:
-                path.jitter = jitter
+                path.jitter = max(jitter, path.jitter or 0.0) if partial else jitter
             self.log.info(
                 f"{address}: {len(timings.rtts)} of {timings.sent} knocks answered, round trip "
                 f"{rtt * 1000:.1f} ms" + (f", spread {jitter * 1000:.1f} ms" if jitter else "")

@@ -197,8 +197,8 @@ def spacing(rnd: int, path: PathInfo) -> float:
     back out of order: REORDERED), so trying costs little. Where it never did (a
     firewall that drops closed ports), disorder cannot show, so the first round
     starts from the (decaying) spacing that last got through on this network.
-    Later rounds, once the path's jitter is known, go a little wider than it,
-    growing a little each round in case it was underestimated. A path that only
+    Later rounds, once the path's jitter is known, go as wide as it, then wider
+    each round in case it was underestimated. A path that only
     loses packets keeps its knocks fast: spacing would not save them, and a long
     sequence collides more with another knocker's (two machines behind a NAT).
     Without a measure, later rounds widen in fixed steps."""
@@ -208,7 +208,7 @@ def spacing(rnd: int, path: PathInfo) -> float:
         if rnd == 0:
             return FAST_SPACING  # the path may keep order; if not, its answers tell at once
         wide = max(FAST_SPACING, JITTER_FACTOR * path.jitter + 0.001)
-        return min(MAX_SPACING, wide * min(MAX_GROWTH, SPACING_GROWTH**rnd))
+        return min(MAX_SPACING, wide * min(MAX_GROWTH, SPACING_GROWTH ** (rnd - 1)))
     base = remembered_spacing(path) or FAST_SPACING  # knocks unanswered: no early sign
     ladder = [base, *(step for step in SPACING_STEPS if step > base)]
     return ladder[min(rnd, len(ladder) - 1)]
