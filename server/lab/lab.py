@@ -415,8 +415,11 @@ class Lab:
                 run(["ip", "netns", "add", ns])
                 made.append(ns)
                 inner, outer = f"ks{self.short}m{i}", f"ks{self.short}n{i}"
-                veth = ["ip", "link", "add", outer, "netns", self.client_ns, "type", "veth"]
-                run([*veth, "peer", "name", inner, "netns", ns])
+                # made in the new namespace, then one end moved: a move renumbers the
+                # device if its ifindex is taken, where making it across namespaces
+                # at once failed with EEXIST in a long-lived lab (bench on wan)
+                run(["ip", "link", "add", inner, "type", "veth", "peer", "name", outer], ns=ns)
+                run(["ip", "link", "set", outer, "netns", self.client_ns], ns=ns)
                 run(["ip", "addr", "add", f"198.19.{i}.1/24", "dev", outer], ns=self.client_ns)
                 run(["ip", "link", "set", outer, "up"], ns=self.client_ns)
                 run(["ip", "link", "set", "lo", "up"], ns=ns)

@@ -69,9 +69,20 @@ PACKAGES = {  # command -> Debian package
 def run(
     cmd: list[str], ns: str | None = None, check: bool = True, **kw: Any
 ) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd`` (in namespace ``ns``), its output captured; with ``check``, a
+    failure raises LabCommandFailed, which says what the command wrote."""
     if ns:
         cmd = ["ip", "netns", "exec", ns, *cmd]
-    return subprocess.run(cmd, check=check, text=True, capture_output=True, **kw)
+    done = subprocess.run(cmd, text=True, capture_output=True, **kw)
+    if check and done.returncode != 0:
+        raise LabCommandFailed(done.returncode, cmd, done.stdout, done.stderr)
+    return done
+
+
+class LabCommandFailed(subprocess.CalledProcessError):
+    def __str__(self) -> str:
+        said = (self.stderr or self.stdout or "").strip()
+        return f"{super().__str__()}: {said}" if said else super().__str__()
 
 
 def missing_tools() -> list[str]:

@@ -3,6 +3,8 @@ start/stop commands come from ``rotator.server_setup``, as init ships them."""
 
 from __future__ import annotations
 
+import re
+
 from lab_base import CLIENT_IP, CLIENT_IP6, SSH_PORT, run
 
 from rotator import server_setup
@@ -31,6 +33,11 @@ class Firewall:
     def close(self) -> None:
         """Remove every knocked-in address."""
         raise NotImplementedError
+
+    def closes_in(self, address: str) -> float | None:
+        """Seconds until the kernel itself shuts ``address``'s door (None: it never
+        will; only a stop_command removes it)."""
+        return None
 
 
 IPTABLES = {4: "/usr/sbin/iptables", 6: "/usr/sbin/ip6tables"}
@@ -67,6 +74,17 @@ class Nftables(Firewall):
     def close(self) -> None:
         for nft_set in ("allowed", "allowed6"):
             run(["nft", "flush", "set", "inet", self.TABLE, nft_set], ns=self.ns)
+
+    def closes_in(self, address: str) -> float | None:
+        """From the set element's ``expires``, as ``nft list set`` shows it."""
+        nft_set = "allowed6" if ":" in address else "allowed"
+        out = run(["nft", "list", "set", "inet", self.TABLE, nft_set], ns=self.ns).stdout
+        found = re.search(re.escape(address) + r" [^,}]*?expires ((?:\d+(?:ms|[dhms]))+)", out)
+        if found is None:
+            return None
+        units = {"d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
+        parts = re.findall(r"(\d+)(ms|[dhms])", found.group(1))
+        return sum(int(n) * units[unit] for n, unit in parts)
 
 
 FIREWALLS: dict[str, type[Firewall]] = {f.name: f for f in (Iptables, Nftables)}

@@ -218,12 +218,12 @@ def test_the_secret_as_a_credential(host, record):
 
 
 def test_boundary_runs_rotate_and_a_client_every_2s_loses_no_connect(host, record, tmp_path):
-    """Period 30 s and KNOCKD_ROTATOR_SERVER_INTERVAL=3600: the runs at the
+    """Period 20 s and KNOCKD_ROTATOR_SERVER_INTERVAL=3600: the runs at the
     boundaries are the ones scheduled with systemd-run. Three boundaries in a row,
     each rotated within the grace (while the previous sequence is still valid: a
     run once fired 8.5 s late on a loaded CI machine, so how soon is a measurement,
     not an assertion); a client connecting every 2 s meanwhile gets in each time."""
-    period, grace = 30, 10
+    period, grace = 20, 10
     sh(host, "cp -p /etc/knockssh/rotator.env /root/rotator.env.good")
     hosts = tmp_path / "hosts.toml"
     with open(host.hosts_toml) as f:
@@ -244,7 +244,7 @@ def test_boundary_runs_rotate_and_a_client_every_2s_loses_no_connect(host, recor
             host.close_door()
             outcomes.append(ssh_in(host, record, "true", hosts=str(hosts)).returncode)
             time.sleep(max(0.0, 2 - (time.monotonic() - tick)))  # the client's pace
-        assert len(outcomes) >= 30 and outcomes.count(0) == len(outcomes), outcomes
+        assert len(outcomes) >= 20 and outcomes.count(0) == len(outcomes), outcomes
         journal = sh(host, f"journalctl -u {UNIT} -o short-unix --since=@{int(started)}")
         changed = [
             float(line.split()[0]) for line in journal.stdout.splitlines() if ": changed " in line
