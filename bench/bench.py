@@ -31,7 +31,7 @@ import lab as labmod  # noqa: E402
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from lab import Lab
 
@@ -436,7 +436,8 @@ def link_table(title: str, rows: list[LinkRow]) -> Table:
     return found
 
 
-def bench_link(link: str, runs: int, mb: int) -> list[Table]:
+def bench_link(link: str, runs: int, mb: int) -> Iterator[Table]:
+    """The tables of one link profile, each as soon as it is measured."""
     lab = labmod.Lab(labmod.new_name(), cmd_timeout=BENCH_CMD_TIMEOUT)
     lab.up(link=link)
     try:
@@ -444,17 +445,15 @@ def bench_link(link: str, runs: int, mb: int) -> list[Table]:
         with open(lab.ssh_config) as src, open(cfg, "w") as dst:
             dst.write(src.read() + bench_hosts(lab))
         spec = labmod.link_spec(link) or "veth"
-        found = [
-            link_table(
-                f"link {link} ({spec}, each way): ssh HOST true (s), {runs} runs",
-                measure_link(lab, cfg, runs),
-            )
-        ]
+        yield link_table(
+            f"link {link} ({spec}, each way): ssh HOST true (s), {runs} runs",
+            measure_link(lab, cfg, runs),
+        )
         if link == "wan":
-            found += bench_throughput(lab, cfg, mb, max(3, runs // 5))
+            yield from bench_throughput(lab, cfg, mb, max(3, runs // 5))
             for run in range(1, NAT_RUNS + 1):
-                found += [nat_rounds(lab, cfg, count, NAT_ROUNDS, run) for count in (2, 3)]
-        return found
+                for count in (2, 3):
+                    yield nat_rounds(lab, cfg, count, NAT_ROUNDS, run)
     finally:
         lab.down()
 
@@ -525,7 +524,7 @@ def nat_rounds(lab: Lab, cfg: str, count: int, rounds: int, run: int = 1) -> Tab
     with lab.nat_clients(count) as machines:
         envs = [lab.client_env(machine=ns) for ns in machines]
         for _ in range(rounds):
-            shut_by_knockd(lab)
+            lab.close_door()  # and knockd's pending stop_commands, as the NAT test does
             for ns in machines:
                 lab.forget_doors(machine=ns)
             times: list[float | None] = [None] * count
@@ -777,7 +776,8 @@ def main() -> int:
             if link in ("day", "day-same"):
                 show(bench_day(args.runs, same_network=link == "day-same"))
             else:
-                show(bench_link(link, args.runs, min(args.mb, 256)))
+                for found in bench_link(link, args.runs, min(args.mb, 256)):
+                    show([found])
         return 0
     parts = args.only.split(",")
     print(
