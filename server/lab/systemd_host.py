@@ -42,6 +42,7 @@ PACKAGES = (  # a fresh Debian 12 server, plus what the README's apt line instal
     "python3-apt",  # what Ansible's apt module needs on a server it manages
 )
 RECIPE = 3  # bump when the build below changes
+POWEROFF_WAIT = 15.0  # seconds a guest gets to power off before it is killed
 CACHE = "/var/cache/knockssh-lab"
 
 
@@ -132,7 +133,13 @@ class Guest:
             with open(self.pidfile) as f:
                 pid = int(f.read())
             os.kill(pid, 0)
-        except (OSError, ValueError):
+            with open(f"/proc/{pid}/stat") as f:
+                ended = f.read().rpartition(")")[2].split()[0] in ("Z", "X")
+        except (OSError, ValueError, IndexError):
+            return None
+        if ended:  # exited; its parent (another Guest of this process) has not reaped it
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
             return None
         return pid
 
@@ -233,12 +240,13 @@ class Guest:
         return self.run(["sh", "-c", f"cd {cwd} && {command}"], **kw)
 
     def stop(self) -> None:
-        """Power off (a few seconds); if that hangs, kill the guest's cgroup."""
+        """Power off; if that takes longer than POWEROFF_WAIT, kill the guest's
+        cgroup (its root file system is a throwaway copy: nothing is lost)."""
         pid = self.nspawn_pid()
         if pid is not None:
             with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
                 self.run(["systemctl", "poweroff", "--no-block"], check=False, timeout=10)
-            deadline = time.monotonic() + 15
+            deadline = time.monotonic() + POWEROFF_WAIT
             while self.nspawn_pid() is not None and time.monotonic() < deadline:
                 if self.process is not None:
                     with contextlib.suppress(subprocess.TimeoutExpired):
