@@ -415,9 +415,7 @@ class Lab:
                 run(["ip", "netns", "add", ns])
                 made.append(ns)
                 inner, outer = f"ks{self.short}m{i}", f"ks{self.short}n{i}"
-                # made in the new namespace, then one end moved: a move renumbers the
-                # device if its ifindex is taken, where making it across namespaces
-                # at once failed with EEXIST in a long-lived lab (bench on wan)
+                # made in the new namespace, then one end moved to the client's
                 run(["ip", "link", "add", inner, "type", "veth", "peer", "name", outer], ns=ns)
                 run(["ip", "link", "set", outer, "netns", self.client_ns], ns=ns)
                 run(["ip", "addr", "add", f"198.19.{i}.1/24", "dev", outer], ns=self.client_ns)
@@ -431,8 +429,11 @@ class Lab:
                     f.write(ETC_HOSTS)
             yield made
         finally:
-            for ns in made:
+            for i, ns in enumerate(made, 1):
                 _kill_netns_processes(ns)
+                # the pair now: a deleted namespace's devices go later, in the background,
+                # and the next NAT machine of the same number would find its name taken
+                run(["ip", "link", "del", f"ks{self.short}n{i}"], ns=self.client_ns, check=False)
                 run(["ip", "netns", "del", ns], check=False)
                 shutil.rmtree(f"/etc/netns/{ns}", ignore_errors=True)
             run(["iptables", "-t", "nat", "-D", *masquerade], ns=self.client_ns, check=False)
