@@ -267,6 +267,14 @@ def out_of_order(answers: Sequence[tuple[float, int]]) -> bool:
     )
 
 
+def drain(path: PathInfo) -> float:
+    """The pause after a round given up on answers out of order: its last knocks
+    may still be on their way, and one arriving after the next round's clearing
+    packet would break that round too. The spread of the round trips bounds how
+    late they can be (the round trip itself, until the spread is known)."""
+    return path.jitter if path.jitter is not None else (path.rtt or UNKNOWN_RTT)
+
+
 def backoff(collided: int) -> float:
     """How much wider the random pause's range is after ``collided`` rounds that
     failed with every knock answered (COLLIDED): from the second such round on it
@@ -355,9 +363,12 @@ def next_step(
     rnd, index = divmod(knocked, n_attempts)
     gap = spacing((knocked - collided) // n_attempts, path)  # a collision is no reordering
     later = rnd > 0 and index == 0 and last is not None and last[0] == KNOCK
-    if later and last is not None and last[1] == REORDERED:
-        later = False  # the path, not another knocker: no pause to draw apart
-    pause = pause_limit(knocks, gap) * backoff(collided) * rand if later else 0.0
+    if last is not None and last[0] == KNOCK and last[1] == REORDERED:
+        pause = drain(path)  # the path, not another knocker: only its stragglers to let by
+    elif later:
+        pause = pause_limit(knocks, gap) * backoff(collided) * rand
+    else:
+        pause = 0.0
     sending = knocks * gap
     if left - pause - sending < MIN_STEP:
         return None
