@@ -125,7 +125,13 @@ def shut_by_knockd(lab: Lab) -> None:
         return not lab.door_open(labmod.CLIENT_IP) and not lab.door_open(labmod.CLIENT_IP6)
 
     if not labmod.wait_for(shut, lab.cmd_timeout + 10, step=0.05):
-        raise RuntimeError("knockd did not close the door within cmd_timeout")
+        rules = labmod.run(["iptables", "-S", "INPUT"], ns=lab.server_ns).stdout
+        ps = labmod.run(["ps", "-eo", "pid,etimes,args"]).stdout.splitlines()
+        clients = "\n".join(line for line in ps if "knock" in line or " nc " in line)
+        log = labmod.read(lab.knockd_log)[-1500:]
+        raise RuntimeError(
+            f"knockd did not close the door within cmd_timeout\n{rules}\n{clients}\n{log}"
+        )
     lab.forget_doors()
 
 
