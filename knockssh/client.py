@@ -285,6 +285,7 @@ class Knocker:
         path = plan.PathInfo(known.rtt, known.spacing, known.fixed, known.age, known.jitter)
         if known.rtt is not None or known.spacing is not None:
             self.log.info(f"remembered for {address} from {network or 'here'}: {path}")
+        measured: float | None = None  # the widest spread our knocks showed in this connect
         try:
             while True:
                 step = plan.next_step(
@@ -315,7 +316,9 @@ class Knocker:
                     self.knock_once(target, tries[step.attempt], clear, step.gap, timings)
                 sock, how = self._dial(target, step, timings)
                 if timings is not None:
-                    self._learn(address, path, timings, partial=how == plan.REORDERED)
+                    spread = self._learn(address, path, timings)
+                    if spread is not None:
+                        measured = max(spread, measured or 0.0)
                     how = plan.round_outcome(
                         how, timings.sent, len(timings.rtts), timings.jitter(), step.gap
                     )
@@ -325,7 +328,8 @@ class Knocker:
                     if lock is not None:
                         lock.mark_opened()
                     gap = step.gap if step.kind == plan.KNOCK else known.spacing
-                    learnt = plan.PathInfo(round_trip(sock) or path.rtt, gap, jitter=path.jitter)
+                    jitter = path.jitter if measured is None else measured
+                    learnt = plan.PathInfo(round_trip(sock) or path.rtt, gap, jitter=jitter)
                     remember(self.env, address, known, learnt, network)
                     return sock, ""
                 history.append((step.kind, how))
@@ -333,21 +337,24 @@ class Knocker:
             if lock is not None:
                 lock.release()
 
-    def _learn(
-        self, address: str, path: plan.PathInfo, timings: Timings, partial: bool = False
-    ) -> None:
-        """What the server's answers to our knocks told of the path. A ``partial``
-        round (given up before all answers came) saw only part of the spread: it
-        may widen what was known, never narrow it."""
+    def _learn(self, address: str, path: plan.PathInfo, timings: Timings) -> float | None:
+        """What the server's answers to our knocks told of the path. One round's
+        spread is a sample of the path's jitter, small ones often (a round given
+        up early saw a few answers only): within a connect it may widen what was
+        known, never narrow it. What is remembered afterwards is this connect's
+        own widest (returned here), so the next connect starts from it without
+        the estimate growing from one connect to the next."""
         rtt, jitter = timings.rtt(), timings.jitter()
-        if rtt is not None:
-            path.rtt = rtt
-            if jitter is not None:
-                path.jitter = max(jitter, path.jitter or 0.0) if partial else jitter
-            self.log.info(
-                f"{address}: {len(timings.rtts)} of {timings.sent} knocks answered, round trip "
-                f"{rtt * 1000:.1f} ms" + (f", spread {jitter * 1000:.1f} ms" if jitter else "")
-            )
+        if rtt is None:
+            return None
+        path.rtt = rtt
+        if jitter is not None:
+            path.jitter = max(jitter, path.jitter or 0.0)
+        self.log.info(
+            f"{address}: {len(timings.rtts)} of {timings.sent} knocks answered, round trip "
+            f"{rtt * 1000:.1f} ms" + (f", spread {jitter * 1000:.1f} ms" if jitter else "")
+        )
+        return jitter
 
     def _dial(
         self, target: Target, step: plan.Step, timings: Timings | None

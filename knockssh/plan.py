@@ -237,9 +237,10 @@ def window(rnd: int, path: PathInfo) -> float:
 
 
 def pause_limit(knocks: int, gap: float) -> float:
-    """The random pause before a later round is drawn below this: several times a
-    sequence's own length, so two knockers behind one address rarely overlap."""
-    return max(MAX_PAUSE, 3 * knocks * gap)
+    """The random pause before a later round is drawn below this: a sequence's own
+    length (at least MAX_PAUSE), so two knockers behind one address that overlapped
+    once rarely do again; collisions widen it further (backoff)."""
+    return max(MAX_PAUSE, knocks * gap)
 
 
 def round_outcome(how: str, sent: int, answered: int, jitter: float | None, gap: float) -> str:

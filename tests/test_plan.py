@@ -311,7 +311,7 @@ def test_the_pause_follows_the_random_draw_and_the_sequence_length():
     second = run(1, 10, [], rand=0.5)[1]
     assert second.pause == pytest.approx(0.5 * plan.pause_limit(10, second.gap))
     assert plan.pause_limit(10, 0.001) == plan.MAX_PAUSE
-    assert plan.pause_limit(10, 0.1) == pytest.approx(3.0)
+    assert plan.pause_limit(10, 0.1) == pytest.approx(1.0)  # a sequence's own length
 
 
 def test_rounds_go_over_the_periods_in_order_pausing_only_between_rounds():
@@ -463,9 +463,9 @@ def test_a_step_needs_min_step_left_and_counts_the_sending():
     tenth = plan.PathInfo(fixed=0.1)
     assert plan.next_step(1, 1.06, 0.0, [], 0.0, path=tenth).window == pytest.approx(0.06)
     assert plan.next_step(1, 1.04, 0.0, [], 0.0, path=tenth) is None
-    # a later round: the pause (1.5 s * 0.5) and the sending (4 * 0.125) both count
+    # a later round: the pause (0.5 s * 0.5) and the sending (4 * 0.125) both count
     eighth = plan.PathInfo(fixed=0.125)
     history = [(plan.KNOCK, plan.TIMED_OUT)]
-    assert plan.next_step(1, 1.26, 0.0, history, 0.5, path=eighth, knocks=4) is None
-    later = plan.next_step(1, 1.35, 0.0, history, 0.5, path=eighth, knocks=4)
-    assert later is not None and later.pause == 0.75 and later.window == pytest.approx(0.1)
+    assert plan.next_step(1, 0.79, 0.0, history, 0.5, path=eighth, knocks=4) is None
+    later = plan.next_step(1, 0.85, 0.0, history, 0.5, path=eighth, knocks=4)
+    assert later is not None and later.pause == 0.25 and later.window == pytest.approx(0.1)
