@@ -316,3 +316,16 @@ def test_watch_sees_an_address_come_and_go(tmp_path):
             watcher.wait(timeout=10)
         subprocess.run(["ip", "netns", "del", ns], check=False)
     assert watcher.returncode == 0
+
+
+def test_a_follower_that_cannot_read_the_addresses_does_not_watch_yet(tmp_path):
+    """``ip`` failing (here: no such interface) is not "no addresses": watched from
+    there, the first look that works would read as a change and restart knockd."""
+    import argparse
+
+    from rotator.arguments import Out
+    from rotator.commands.follow import _watch
+
+    keeper = argparse.Namespace(arguments=["-i", "ks-no-such-if0"])
+    args = argparse.Namespace(config=str(tmp_path / "knockd.conf"))
+    assert _watch(args, keeper, Out(False, False)) is None

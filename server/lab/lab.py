@@ -245,6 +245,17 @@ class Lab:
             run(["ip", "addr", "add", f"{ip}/{PREFIX}", "dev", dev], ns=ns)
             run(["ip", "addr", "add", f"{ip6}/{PREFIX6}", "dev", dev, "nodad"], ns=ns)
             run(["ip", "link", "set", dev, "up"], ns=ns)
+        for ns, dev in ((self.server_ns, self.server_if), (self.client_ns, self.client_if)):
+            self._settle(ns, dev)
+
+    @staticmethod
+    def _settle(ns: str, dev: str) -> None:
+        """Wait for the link-local address the kernel adds once the link has a
+        carrier (later, on a loaded machine): knockd, started before it, would
+        be restarted by a follower that sees the interface gain an address."""
+        show = ["ip", "-6", "-o", "addr", "show", "dev", dev, "scope", "link"]
+        if not wait_for(lambda: run(show, ns=ns, check=False).stdout.strip(), 10):
+            raise RuntimeError(f"{dev}: no link-local address within 10s")
 
     def _bridge(self, spec: str) -> None:
         """A TUN device in each namespace and linkbridge.py between them, impairing
