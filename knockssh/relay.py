@@ -6,7 +6,9 @@ other. From the server to ssh's pipe, the bulk of every download, the kernel mov
 the bytes itself (``splice(2)``, Linux, Python 3.10 and later): nothing is copied
 through this process. It splices only what poll() says has arrived, never blocking
 inside splice: a splice that waits for the socket holds the pipe's lock, and ssh,
-reading the pipe, would wait with it. From ssh to the server the bytes are copied:
+reading the pipe, would wait with it. While a download streams, the socket gathers
+before it wakes the relay (``SO_RCVLOWAT``, 2 ms at most): through ssh the bytes come
+a packet at a time. From ssh to the server the bytes are copied:
 splice from a pipe into a socket that is full holds ssh's pipe the same way.
 Elsewhere (another system, stdout not a pipe) both directions copy.
 """
@@ -24,6 +26,7 @@ from .net import (
     SCM_RIGHTS,
     SHUT_WR,
     SO_KEEPALIVE,
+    SO_RCVLOWAT,
     SOL_SOCKET,
     TCP_NODELAY,
     RawSocket,
@@ -122,28 +125,61 @@ def _copy_down(sock: RawSocket, fd_out: int) -> None:
 SPLICE_F_MOVE, SPLICE_F_NONBLOCK = 1, 2  # Linux's values; os names them from 3.10 on
 EINVAL = 22
 
+STREAMING = 16 * 1024  # a splice that moved this much says a download is streaming
+GATHER = 256 * 1024  # bytes a streaming socket gathers before it wakes the relay
+GATHER_WAIT_MS = 2  # the longest it holds fewer: the stream may have paused
+
+
+def streaming(moved: int) -> bool:
+    """Whether the socket should gather before the next wake-up, from what the last
+    splice moved. A keystroke's echo is never this large, so an interactive session
+    is never held back; the tail of a burst waits GATHER_WAIT_MS at most."""
+    return moved >= STREAMING
+
+
+def _gather(sock: RawSocket, on: bool) -> bool:
+    """Make the socket wake the relay only once GATHER bytes are in (or any byte);
+    whether it now gathers. A socket that cannot (not TCP) never does."""
+    try:
+        sock.setsockopt(SOL_SOCKET, SO_RCVLOWAT, GATHER if on else 1)
+    except OSError:
+        return False
+    return on
+
 
 def _splice_down(sock: RawSocket, fd_out: int) -> None:
     """Socket to pipe in the kernel until the server's EOF. Each splice takes only
     what has arrived and never waits: when the pipe is full it fails at once
     (EAGAIN), and the wait for room, like the wait for data, is a poll(). A socket
-    the kernel cannot splice from (EINVAL) is copied instead."""
+    the kernel cannot splice from (EINVAL) is copied instead.
+
+    While a download streams, the socket gathers GATHER bytes before it wakes the
+    relay (``SO_RCVLOWAT``), for at most GATHER_WAIT_MS: through ssh the bytes
+    arrive a packet at a time, and waking once per packet cost more CPU than nc's
+    whole copy loop."""
     sock_fd = sock.fileno()
     arrived, room = select.poll(), select.poll()
     arrived.register(sock_fd, select.POLLIN)
     room.register(fd_out, select.POLLOUT)
     splice = os.splice  # type: ignore[attr-defined,unused-ignore]  # Linux, Python 3.10+
+    gathering = False
     while True:
-        arrived.poll()
+        if not arrived.poll(GATHER_WAIT_MS if gathering else None):
+            gathering = _gather(sock, False)  # a pause: what has come is taken next
+            continue
         try:
-            if splice(sock_fd, fd_out, PIPE_SIZE, flags=SPLICE_F_MOVE | SPLICE_F_NONBLOCK) == 0:
-                return  # the server's EOF
+            moved = splice(sock_fd, fd_out, PIPE_SIZE, flags=SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
         except BlockingIOError:
             room.poll()  # the pipe is full: ssh reads it, then on
+            continue
         except OSError as exc:
             if exc.errno != EINVAL:
                 raise
             return _copy_down(sock, fd_out)
+        if moved == 0:
+            return  # the server's EOF
+        if streaming(moved) != gathering:
+            gathering = _gather(sock, not gathering)
 
 
 def _grow_pipes(*fds: int) -> None:

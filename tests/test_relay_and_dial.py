@@ -340,3 +340,55 @@ def test_the_relay_is_byte_exact_both_ways_with_splice_and_without(stdout_kind):
     assert not errors and not relaying.is_alive()
     assert hashlib.sha256(got).digest() == hashlib.sha256(down).digest()
     assert server.join() == (hashlib.sha256(up).hexdigest(), len(up))
+
+
+def test_a_keystroke_after_a_download_is_not_held_back():
+    """While a download streams, the socket gathers before it wakes the relay; the
+    few bytes that follow it (a prompt, an echo) must still come through alone,
+    with nothing after them to fill the gathering up."""
+    import select
+
+    from knockssh.net import RawSocket
+    from knockssh.relay import GATHER, relay
+
+    burst = os.urandom(4 * GATHER)
+
+    def handler(conn):
+        conn.sendall(burst)
+        assert conn.recv(4) == b"next"  # the client has read the whole burst
+        conn.sendall(b"$ ")
+        return conn.recv(4)
+
+    server = Server(handler)
+    conn = socket.create_connection(("127.0.0.1", server.port))
+    sock = RawSocket(fileno=conn.detach())
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    relaying = threading.Thread(target=relay, args=(sock, in_r, out_w), daemon=True)
+    relaying.start()
+
+    def read_exactly(n):
+        got = bytearray()
+        while len(got) < n and select.select([out_r], [], [], 10)[0]:
+            got += os.read(out_r, n - len(got))
+        return bytes(got)
+
+    try:
+        assert read_exactly(len(burst)) == burst
+        os.write(in_w, b"next")
+        assert read_exactly(2) == b"$ "
+        os.write(in_w, b"done")
+        os.close(in_w)
+        assert server.join() == b"done"
+        relaying.join(10)
+        assert not relaying.is_alive()
+    finally:
+        os.close(out_r)
+        os.close(in_r)
+
+
+def test_only_a_large_splice_makes_the_socket_gather():
+    from knockssh.relay import STREAMING, streaming
+
+    assert streaming(STREAMING) and streaming(1 << 20)
+    assert not streaming(STREAMING - 1) and not streaming(1) and not streaming(0)
