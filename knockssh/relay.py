@@ -175,6 +175,7 @@ def _splice_down(sock: RawSocket, fd_out: int) -> None:
         except OSError as exc:
             if exc.errno != EINVAL:
                 raise
+            _gather(sock, False)  # a blocking recv must not wait for GATHER bytes
             return _copy_down(sock, fd_out)
         if moved == 0:
             return  # the server's EOF
