@@ -110,7 +110,6 @@ def dial(
     out of order (plan.out_of_order) raise Reordered at once: the knocks most
     likely reached knockd out of order too, and waiting longer would be wasted.
     """
-
     begun = time.monotonic()
     deadline = begun + timeout
     pending: dict[int, RawSocket] = {}  # oldest first

@@ -198,10 +198,10 @@ def spacing(rnd: int, path: PathInfo) -> float:
     firewall that drops closed ports), disorder cannot show, so the first round
     starts from the (decaying) spacing that last got through on this network.
     Later rounds, once the path's jitter is known, go as wide as it, then wider
-    each round in case it was underestimated. A path that only
-    loses packets keeps its knocks fast: spacing would not save them, and a long
-    sequence collides more with another knocker's (two machines behind a NAT).
-    Without a measure, later rounds widen in fixed steps."""
+    each round in case it was underestimated. A path that only loses packets
+    keeps its knocks fast: spacing would not save them, and a long sequence
+    collides more with another knocker's (two machines behind a NAT). Without a
+    measure, later rounds widen in fixed steps."""
     if path.fixed is not None:
         return path.fixed
     if path.jitter is not None:
