@@ -30,26 +30,20 @@ def drain(sock: socket.socket) -> None:
         pass
 
 
-LOOKS = 3  # ``ip`` fails a dump that a change interrupted: it is asked again
-
-
 def addresses(interface: str) -> frozenset[str] | None:
     """The interface's addresses now; None if ``ip`` cannot tell (no such interface,
-    or a dump interrupted by changes LOOKS times over)."""
-    for _ in range(LOOKS):
-        try:
-            done = subprocess.run(
-                ["ip", "-o", "addr", "show", "dev", interface],
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        if done.returncode == 0:
-            return interface_addresses(done.stdout)
-    return None
+    or no answer within 10 s)."""
+    try:
+        done = subprocess.run(
+            ["ip", "-o", "addr", "show", "dev", interface],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return interface_addresses(done.stdout) if done.returncode == 0 else None
 
 
 SETTLE = 0.5  # seconds: addresses come in bursts (an IPv6 address and its routes)

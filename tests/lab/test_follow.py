@@ -89,7 +89,10 @@ def libfaketime():
 def test_follow_catches_a_jump_of_the_clock(fresh, record, tmp_path):
     """The clock jumps a period ahead (as after a suspend): the follower rotates to
     the period the clock now shows within its recheck time, not at the boundary it
-    had computed before the jump."""
+    had computed before the jump. libfaketime moves the monotonic clock too (not
+    faking it breaks Python's sleep), so a timeout running at the jump expires:
+    the follower's first look at knockd's addresses can fail, and must not then
+    read the next one as a change that restarts knockd."""
     offset = tmp_path / "faketime"
     offset.write_text("+0\n")
     env = {
