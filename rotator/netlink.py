@@ -64,17 +64,28 @@ class AddressWatch:
     def look(self) -> frozenset[str] | None:
         return addresses(self.interface)
 
+    def shown(self) -> str:
+        """The addresses known, for a "watching" line."""
+        if self.known is None:
+            return "not known yet (ip could not tell)"
+        return ", ".join(sorted(self.known)) or "none"
+
     def change(self, announced: bool) -> str | None:
         """A line saying what changed, if the addresses now differ from the ones
         knockd started with; after an announcement, the rest of its burst is awaited
-        first."""
+        first. A look that failed (None) is no baseline: "no addresses" would make
+        the next look that works read as a change, and restart knockd for nothing.
+        The first look that works becomes it."""
         if announced:
             time.sleep(SETTLE)  # the condition is the kernel's burst ending: no event says so
             drain(self.events)
         now = self.look()
         if now is None or now == self.known:
             return None
-        return address_change(self.interface, self.known or frozenset(), now)
+        if self.known is None:
+            self.known = now
+            return None
+        return address_change(self.interface, self.known, now)
 
     def started_with(self, now: frozenset[str] | None) -> None:
         """knockd (re)started and sees these addresses."""

@@ -318,14 +318,19 @@ def test_watch_sees_an_address_come_and_go(tmp_path):
     assert watcher.returncode == 0
 
 
-def test_a_follower_that_cannot_read_the_addresses_does_not_watch_yet(tmp_path):
-    """``ip`` failing (here: no such interface) is not "no addresses": watched from
-    there, the first look that works would read as a change and restart knockd."""
-    import argparse
+def test_a_look_that_failed_is_no_baseline_for_a_change():
+    """``ip`` failing (no such interface, a timeout) is not "no addresses": from
+    there, the first look that works would read as a change and restart knockd.
+    It becomes the baseline instead; only a later difference is a change."""
+    from rotator.netlink import AddressWatch
 
-    from rotator.arguments import Out
-    from rotator.commands.follow import _watch
-
-    keeper = argparse.Namespace(arguments=["-i", "ks-no-such-if0"])
-    args = argparse.Namespace(config=str(tmp_path / "knockd.conf"))
-    assert _watch(args, keeper, Out(False, False)) is None
+    missing = AddressWatch("ks-no-such-if0")
+    assert missing.known is None and missing.change(False) is None
+    assert missing.shown() == "not known yet (ip could not tell)"
+    watch = AddressWatch("lo")
+    seen = watch.known
+    assert seen is not None and "127.0.0.1" in seen
+    watch.known = None  # as if the first look had failed
+    assert watch.change(False) is None and watch.known == seen
+    watch.known = seen | {"198.18.99.99"}
+    assert watch.change(False) == "lo: addresses changed (+none, -198.18.99.99)"

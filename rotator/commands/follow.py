@@ -101,7 +101,7 @@ def _keeper(args: argparse.Namespace) -> PidfileReloader | None:
 def _watch(args: argparse.Namespace, keeper: PidfileReloader, out: Out) -> AddressWatch | None:
     """The addresses of the interface knockd listens on: its own ``-i``, else
     knockd.conf's Interface. None while the file cannot be read (the rotation says
-    why) or ``ip`` cannot tell what they are: the next loop tries again."""
+    why; the next loop tries again)."""
     interface = knockdconf.interface_on_command_line(keeper.arguments)
     try:
         if interface is None:
@@ -109,11 +109,7 @@ def _watch(args: argparse.Namespace, keeper: PidfileReloader, out: Out) -> Addre
         watch = AddressWatch(interface)
     except (RotatorError, knockdconf.ConfError, OSError):
         return None
-    if watch.known is None:  # not "no addresses": the next look would read as a change
-        watch.events.close()
-        return None
-    shown = ", ".join(sorted(watch.known or ())) or "none"
-    out.say(f"watching the addresses of {interface}: {shown}")
+    out.say(f"watching the addresses of {interface}: {watch.shown()}")
     return watch
 
 

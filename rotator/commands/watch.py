@@ -50,8 +50,7 @@ def main(argv: list[str]) -> int:
         signal.signal(sig, lambda signum, _frame: stopping.append(signum))
     signal.set_wakeup_fd(wake_w)
     addresses = netlink.AddressWatch(interface)
-    shown = ", ".join(sorted(addresses.known or ())) or "none"
-    out.say(f"watching the addresses of {interface}: {shown}")
+    out.say(f"watching the addresses of {interface}: {addresses.shown()}")
     while not stopping:
         ready, _, _ = select.select([addresses.fileno(), wake_r], [], [], LOOK_ANYWAY)
         changed = addresses.change(announced=addresses.fileno() in ready)

@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from lab import wait_for
+from lab import read, wait_for
 
 pytestmark = pytest.mark.lab
 
@@ -115,12 +115,7 @@ def test_follow_catches_a_jump_of_the_clock(fresh, record, tmp_path):
     assert caught - jumped <= 7  # RECHECK_SECONDS (5) and a reload
     new = follower.changes()[0][1].split(" -> ")[1].split(",")
     assert new == generated(fresh, record, jumped + fresh_period(fresh))
-    assert fresh.knockd_pid() == before, (follower.lines, knockd_log_tail(fresh))
-
-
-def knockd_log_tail(lab, lines=20):
-    with open(lab.knockd_log, errors="replace") as log:
-        return log.read().splitlines()[-lines:]
+    assert fresh.knockd_pid() == before, (follower.lines, read(fresh.knockd_log)[-2000:])
 
 
 def fresh_period(lab):
